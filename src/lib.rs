@@ -1,0 +1,11 @@
+//! twinscope: an Azure IoT Hub device in the browser.
+//!
+//! The app is a library so that browser tests can mount its components.
+//! Layers (see `../shared/design/ARCHITECTURE.md`): `ui -> client -> proto`, never back.
+//! `ui` holds Leptos components and the plain models they read; `client` is the only code
+//! that touches browser APIs.
+
+pub mod client;
+pub mod ui;
+
+pub use ui::App;

@@ -1,0 +1,99 @@
+//! Browser tests: mount the app into a fresh element in headless Chromium and assert on the DOM.
+#![cfg(target_arch = "wasm32")]
+
+use leptos::prelude::*;
+use leptos::wasm_bindgen::JsCast;
+use wasm_bindgen_test::*;
+use web_sys::HtmlElement;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// Mounts the app into a new element of its own and returns that element.
+fn mount_app() -> HtmlElement {
+    let root: HtmlElement = document().create_element("div").unwrap().unchecked_into();
+    document().body().unwrap().append_child(&root).unwrap();
+    let handle = leptos::mount::mount_to(root.clone(), twinscope::App);
+    // The app lives until the page ends; the test owns `root`.
+    handle.forget();
+    root
+}
+
+fn by_testid(root: &HtmlElement, id: &str) -> HtmlElement {
+    root.query_selector(&format!("[data-testid=\"{id}\"]"))
+        .unwrap()
+        .unwrap_or_else(|| panic!("no element with data-testid={id}"))
+        .unchecked_into()
+}
+
+#[wasm_bindgen_test]
+async fn header_says_disconnected_and_connect_is_honest() {
+    let root = mount_app();
+    leptos::task::tick().await;
+
+    let status = by_testid(&root, "conn-status");
+    assert!(
+        status.text_content().unwrap().contains("disconnected"),
+        "status was {:?}",
+        status.text_content()
+    );
+    // No panel pretends to work: Connect is disabled until the device session exists.
+    let connect = by_testid(&root, "connect");
+    assert!(connect.has_attribute("disabled"));
+    // The connection-string field exists and is empty (nothing is restored from storage).
+    let conn: web_sys::HtmlTextAreaElement = by_testid(&root, "conn-string").unchecked_into();
+    assert_eq!(conn.value(), "");
+}
+
+#[wasm_bindgen_test]
+async fn tabs_switch_panels_by_click_and_keyboard() {
+    let root = mount_app();
+    leptos::task::tick().await;
+
+    let panel = |slug: &str| -> HtmlElement {
+        root.query_selector(&format!("#panel-{slug}"))
+            .unwrap()
+            .unwrap()
+            .unchecked_into()
+    };
+    assert!(!panel("telemetry").hidden());
+    assert!(panel("twin").hidden());
+
+    by_testid(&root, "tab-twin").click();
+    leptos::task::tick().await;
+    assert!(panel("telemetry").hidden());
+    assert!(!panel("twin").hidden());
+    assert_eq!(
+        by_testid(&root, "tab-twin")
+            .get_attribute("aria-selected")
+            .as_deref(),
+        Some("true")
+    );
+
+    // ArrowRight on the tablist moves to the next tab (Methods).
+    let init = web_sys::KeyboardEventInit::new();
+    init.set_key("ArrowRight");
+    init.set_bubbles(true);
+    let ev = web_sys::KeyboardEvent::new_with_keyboard_event_init_dict("keydown", &init).unwrap();
+    by_testid(&root, "tab-twin").dispatch_event(&ev).unwrap();
+    leptos::task::tick().await;
+    assert!(!panel("methods").hidden());
+    assert!(panel("twin").hidden());
+}
+
+#[wasm_bindgen_test]
+async fn empty_states_explain_what_will_appear() {
+    let root = mount_app();
+    leptos::task::tick().await;
+    let c2d = by_testid(&root, "c2d-list").text_content().unwrap();
+    assert!(c2d.contains("No C2D messages yet"), "c2d list said {c2d:?}");
+    // Nothing is listed yet: no message entries.
+    assert!(root
+        .query_selector("[data-testid=\"c2d-message\"]")
+        .unwrap()
+        .is_none());
+    let traffic = by_testid(&root, "traffic-log").text_content().unwrap();
+    assert!(
+        traffic.contains("No traffic yet"),
+        "traffic said {traffic:?}"
+    );
+}

@@ -1,0 +1,78 @@
+//! `cargo xtask`: the project's one entry point for setup, build, serve and test.
+//!
+//! Standard library only, so that it builds in seconds on a fresh machine.
+
+mod setup;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  setup   install what is missing (wasm target, trunk, wasm-bindgen-cli, wasm-opt, chromium)
+  build   setup, then build the release web app into dist/
+  serve   build, then serve the app on http://127.0.0.1:8080/
+  test    setup, fmt, clippy, native tests, browser tests; ends with `N passed, N failed`
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup::run().map(|_| ()),
+        Some("build") => build(),
+        Some("serve") => serve(&args[1..]),
+        Some("test") => return test::run(),
+        Some("-h") | Some("--help") | Some("help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            if let Some(cmd) = other {
+                eprintln!("xtask: unknown command {cmd:?}\n");
+            }
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cargo xtask build`: the release app in dist/.
+fn build() -> Result<(), String> {
+    let tools = setup::run()?;
+    util::step("build the web app (trunk build --release)");
+    util::run(tools.cmd("trunk").args(["build", "--release"]))?;
+    let dist = util::root().join("dist");
+    println!("built the app into {}", dist.display());
+    Ok(())
+}
+
+/// `cargo xtask serve`: build, then serve on 127.0.0.1.
+fn serve(args: &[String]) -> Result<(), String> {
+    let port = match args {
+        [] => "8080".to_string(),
+        [flag, p] if flag == "--port" => p.clone(),
+        _ => return Err("usage: cargo xtask serve [--port PORT]".into()),
+    };
+    let tools = setup::run()?;
+    util::step("build and serve the web app (trunk serve --release)");
+    println!("twinscope will be at http://127.0.0.1:{port}/ once the build below finishes (Ctrl-C stops it)");
+    util::run(tools.cmd("trunk").args([
+        "serve",
+        "--release",
+        "--address",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--no-autoreload",
+    ]))
+}

@@ -1,0 +1,217 @@
+//! `cargo xtask setup`: install what is missing and nothing else, saying what it did.
+//!
+//! Everything the build and the tests need, and how it is installed on these machines
+//! (see ../shared/design/ARCHITECTURE.md, "Tools and their quirks"):
+//! - the `wasm32-unknown-unknown` target (rustup);
+//! - trunk 0.21.14 (cargo install --locked; 0.22 needs a newer rustc);
+//! - wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock;
+//! - wasm-opt 132 from the npm package binaryen@132, into tools/ (ignored by git);
+//! - Debian's chromium and chromium-driver (apt-get when root, else the command to run).
+
+use std::env;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::{self, output, run as run_cmd, step};
+
+pub const TRUNK_VERSION: &str = "0.21.14";
+pub const BINARYEN_VERSION: &str = "132";
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+const APT_PACKAGES: &[(&str, &str)] = &[
+    // (program that must be on PATH, Debian package that provides it)
+    ("chromium", "chromium"),
+    ("chromedriver", "chromium-driver"),
+];
+
+/// The tools that setup found or installed, with the PATH that finds them.
+pub struct Tools {
+    path: OsString,
+    pub chromedriver: PathBuf,
+}
+
+impl Tools {
+    /// A command for `program` with the PATH that finds every installed tool.
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("PATH", &self.path).current_dir(util::root());
+        c
+    }
+}
+
+/// Checks every tool, installs the missing ones, and returns how to run them.
+pub fn run() -> Result<Tools, String> {
+    step("setup: check tools");
+    let root = util::root();
+    let cargo_bin = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|h| h.join("bin"))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo/bin"));
+    let npm_bin = root.join("tools/node_modules/.bin");
+    let mut dirs = vec![npm_bin.clone(), cargo_bin];
+    dirs.extend(env::split_paths(&env::var_os("PATH").unwrap_or_default()));
+    let path = env::join_paths(&dirs).map_err(|e| format!("bad PATH: {e}"))?;
+    let find = |program: &str| find_in(&dirs, program);
+    let probe = |program: &str, args: &[&str]| {
+        find(program).and_then(|p| output(Command::new(p).args(args)))
+    };
+    let mut did = Vec::new();
+
+    // 1. The wasm target.
+    let targets = output(Command::new("rustup").args(["target", "list", "--installed"]))
+        .ok_or("rustup is not available: install Rust with rustup (https://rustup.rs)")?;
+    if targets.lines().any(|l| l.trim() == WASM_TARGET) {
+        ok(&format!("rust target {WASM_TARGET}"));
+    } else {
+        run_cmd(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
+        did.push(format!("added rust target {WASM_TARGET}"));
+    }
+
+    // 2. trunk.
+    let want = format!("trunk {TRUNK_VERSION}");
+    if probe("trunk", &["--version"]).as_deref() == Some(want.as_str()) {
+        ok(&want);
+    } else {
+        run_cmd(Command::new("cargo").args([
+            "install",
+            "--locked",
+            "trunk",
+            "--version",
+            TRUNK_VERSION,
+        ]))?;
+        did.push(format!("installed {want}"));
+    }
+
+    // 3. wasm-bindgen-cli, matching Cargo.lock.
+    let wb = wasm_bindgen_version(&root)?;
+    let want = format!("wasm-bindgen {wb}");
+    let have_cli = probe("wasm-bindgen", &["--version"]).as_deref() == Some(want.as_str());
+    let have_runner =
+        probe("wasm-bindgen-test-runner", &["--version"]).is_some_and(|v| v.ends_with(&wb));
+    if have_cli && have_runner {
+        ok(&format!("wasm-bindgen-cli {wb}"));
+    } else {
+        let locked = Command::new("cargo")
+            .args([
+                "install",
+                "--locked",
+                "--force",
+                "wasm-bindgen-cli",
+                "--version",
+                &wb,
+            ])
+            .status();
+        if !locked.is_ok_and(|s| s.success()) {
+            // The registry mirror may lack a locked dependency: resolve afresh.
+            println!("cargo install --locked failed; retrying without --locked");
+            run_cmd(Command::new("cargo").args([
+                "install",
+                "--force",
+                "wasm-bindgen-cli",
+                "--version",
+                &wb,
+            ]))?;
+        }
+        did.push(format!("installed wasm-bindgen-cli {wb}"));
+    }
+
+    // 4. wasm-opt from the npm package binaryen.
+    let wasm_opt = npm_bin.join("wasm-opt");
+    let have = output(Command::new(&wasm_opt).arg("--version"))
+        .is_some_and(|v| v.contains(&format!("version {BINARYEN_VERSION}")));
+    if have {
+        ok(&format!("wasm-opt {BINARYEN_VERSION} (tools/)"));
+    } else {
+        let npm = find("npm").ok_or(
+            "npm is missing: it installs wasm-opt (binaryen). Install Node.js and npm \
+             (Debian: apt-get install nodejs npm), then run cargo xtask setup again",
+        )?;
+        let tools_dir = root.join("tools");
+        std::fs::create_dir_all(&tools_dir).map_err(|e| format!("create tools/: {e}"))?;
+        run_cmd(
+            Command::new(npm)
+                .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&tools_dir)
+                .arg(format!("binaryen@{BINARYEN_VERSION}")),
+        )?;
+        did.push(format!(
+            "installed wasm-opt {BINARYEN_VERSION} (npm binaryen) into tools/"
+        ));
+    }
+
+    // 5. Debian packages: the browser and its driver.
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .filter(|(program, _)| find(program).is_none())
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        ok("chromium and chromedriver");
+    } else {
+        apt_install(&missing)?;
+        did.push(format!("installed Debian packages {}", missing.join(" ")));
+    }
+    let chromedriver = find("chromedriver").ok_or("chromedriver is still missing after setup")?;
+
+    if did.is_empty() {
+        println!("setup: everything was already installed");
+    } else {
+        for d in &did {
+            println!("setup: {d}");
+        }
+    }
+    Ok(Tools { path, chromedriver })
+}
+
+fn ok(what: &str) {
+    println!("  ok  {what}");
+}
+
+fn find_in(dirs: &[PathBuf], program: &str) -> Option<PathBuf> {
+    dirs.iter().map(|d| d.join(program)).find(|p| p.is_file())
+}
+
+/// The wasm-bindgen version that Cargo.lock pins.
+fn wasm_bindgen_version(root: &Path) -> Result<String, String> {
+    let lock = std::fs::read_to_string(root.join("Cargo.lock"))
+        .map_err(|e| format!("read Cargo.lock: {e} (run cargo generate-lockfile)"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "name = \"wasm-bindgen\"" {
+            if let Some(v) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = "))
+            {
+                return Ok(v.trim_matches('"').to_string());
+            }
+        }
+    }
+    Err("Cargo.lock has no wasm-bindgen package".into())
+}
+
+/// Installs Debian packages, or says exactly how when not root.
+pub fn apt_install(packages: &[&str]) -> Result<(), String> {
+    let is_root = output(Command::new("id").arg("-u")).as_deref() == Some("0");
+    let line = format!(
+        "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y {}",
+        packages.join(" ")
+    );
+    if !is_root {
+        return Err(format!(
+            "missing Debian packages {}; run as root:\n  sudo sh -c '{line}'",
+            packages.join(" ")
+        ));
+    }
+    run_cmd(
+        Command::new("apt-get")
+            .arg("update")
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    run_cmd(
+        Command::new("apt-get")
+            .args(["install", "-y"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}

@@ -1,0 +1,169 @@
+//! `cargo xtask test`: every check and test, ending with one line `N passed, N failed`.
+//!
+//! Order: setup, `cargo fmt --check`, clippy (native and wasm32), the native tests of the
+//! whole workspace, then the wasm-bindgen tests in headless Chromium. A check that fails
+//! counts as one failure; a test run counts its tests from cargo's `test result:` lines.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, ExitCode, Stdio};
+
+use crate::setup::{self, Tools};
+use crate::util::{describe, step};
+
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    /// A check with no test count of its own (fmt, clippy): one failure if it fails.
+    fn check(&mut self, name: &str, cmd: &mut Command) {
+        step(name);
+        let ok = cmd.status().is_ok_and(|s| s.success());
+        if !ok {
+            self.failed += 1;
+            self.failures.push(name.to_string());
+        }
+    }
+
+    /// A test run: streams its output and adds up every `test result:` line. A run that
+    /// fails without reporting a failed test (a build error, a crashed runner) counts as one.
+    fn tests(&mut self, name: &str, cmd: &mut Command) {
+        step(name);
+        let before_failed = self.failed;
+        let child = cmd.stdout(Stdio::piped()).spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                println!("could not start {}: {e}", describe(cmd));
+                self.failed += 1;
+                self.failures.push(name.to_string());
+                return;
+            }
+        };
+        if let Some(out) = child.stdout.take() {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                println!("{line}");
+                if let Some((p, f)) = parse_result_line(&line) {
+                    self.passed += p;
+                    self.failed += f;
+                }
+            }
+        }
+        let ok = child.wait().is_ok_and(|s| s.success());
+        if !ok && self.failed == before_failed {
+            self.failed += 1;
+        }
+        if self.failed != before_failed {
+            self.failures.push(name.to_string());
+        }
+    }
+}
+
+/// Reads `test result: ok. 12 passed; 0 failed; ...` into (passed, failed).
+fn parse_result_line(line: &str) -> Option<(u64, u64)> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let count = |word: &str| -> Option<u64> {
+        rest.split(';').find_map(|part| {
+            part.trim()
+                .strip_suffix(word)?
+                .trim()
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+    };
+    Some((count("passed")?, count("failed")?))
+}
+
+pub fn run() -> ExitCode {
+    let tools: Tools = match setup::run() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("xtask: setup failed: {e}");
+            println!("0 passed, 1 failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut t = Tally::default();
+
+    t.check(
+        "cargo fmt --check",
+        tools.cmd("cargo").args(["fmt", "--all", "--", "--check"]),
+    );
+    t.check(
+        "cargo clippy (native)",
+        tools.cmd("cargo").args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    );
+    t.check(
+        "cargo clippy (wasm32, the app)",
+        tools.cmd("cargo").args([
+            "clippy",
+            "--package",
+            "twinscope",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    );
+    t.tests(
+        "native tests (cargo test --workspace)",
+        tools.cmd("cargo").args(["test", "--workspace"]),
+    );
+    t.tests(
+        "browser tests (wasm-bindgen-test in headless Chromium)",
+        tools
+            .cmd("cargo")
+            .args([
+                "test",
+                "--package",
+                "twinscope",
+                "--target",
+                "wasm32-unknown-unknown",
+            ])
+            .env("CHROMEDRIVER", &tools.chromedriver)
+            .env("WASM_BINDGEN_TEST_TIMEOUT", "120"),
+    );
+
+    println!();
+    if !t.failures.is_empty() {
+        println!("failed: {}", t.failures.join("; "));
+    }
+    println!("{} passed, {} failed", t.passed, t.failed);
+    if t.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_result_line;
+
+    #[test]
+    fn reads_cargo_and_wasm_bindgen_result_lines() {
+        assert_eq!(
+            parse_result_line("test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s"),
+            Some((12, 0))
+        );
+        assert_eq!(
+            parse_result_line("test result: FAILED. 3 passed; 2 failed; 0 ignored"),
+            Some((3, 2))
+        );
+        assert_eq!(parse_result_line("running 3 tests"), None);
+    }
+}
