@@ -17,7 +17,7 @@ fn Empty(title: &'static str, children: Children) -> impl IntoView {
 #[component]
 pub fn TelemetryPanel() -> impl IntoView {
     view! {
-        <h2 class="panel-title">"Telemetry"</h2>
+        <h2 class="sr-only">"Telemetry"</h2>
         <Empty title="Not connected">
             "Connect a device to send device-to-cloud messages with a body, application "
             "properties and system properties such as content type and message id."
@@ -28,7 +28,7 @@ pub fn TelemetryPanel() -> impl IntoView {
 #[component]
 pub fn C2dPanel() -> impl IntoView {
     view! {
-        <h2 class="panel-title">"Cloud-to-device inbox"</h2>
+        <h2 class="sr-only">"Cloud-to-device inbox"</h2>
         <div data-testid="c2d-list" class="list">
             <Empty title="No C2D messages yet">
                 "Connect, then send one from the hub console or the Azure portal. "
@@ -41,7 +41,7 @@ pub fn C2dPanel() -> impl IntoView {
 #[component]
 pub fn TwinPanel() -> impl IntoView {
     view! {
-        <h2 class="panel-title">"Device twin"</h2>
+        <h2 class="sr-only">"Device twin"</h2>
         <Empty title="Not connected">
             "Connect to fetch the device twin, send reported-property patches and watch "
             "desired-property updates as the hub pushes them."
@@ -52,7 +52,7 @@ pub fn TwinPanel() -> impl IntoView {
 #[component]
 pub fn MethodsPanel() -> impl IntoView {
     view! {
-        <h2 class="panel-title">"Direct methods"</h2>
+        <h2 class="sr-only">"Direct methods"</h2>
         <div data-testid="method-list" class="list">
             <Empty title="No method calls yet">
                 "Connect, then invoke a direct method from the hub. Each call waits here "

@@ -3,9 +3,8 @@
 
 use proptest::prelude::*;
 use twinscope_proto::mqtt::{
-    decode, ConnAck, Connect, ConnectReturnCode, DecodeError, Decoder, LastWill, Packet,
-    PacketId, Publish, QoS, QosPid, SubAck, SubAckCode, Subscribe, SubscribeFilter,
-    Unsubscribe,
+    decode, ConnAck, Connect, ConnectReturnCode, DecodeError, Decoder, LastWill, Packet, PacketId,
+    Publish, QoS, QosPid, SubAck, SubAckCode, Subscribe, SubscribeFilter, Unsubscribe,
 };
 
 fn pid() -> impl Strategy<Value = PacketId> {
@@ -13,7 +12,11 @@ fn pid() -> impl Strategy<Value = PacketId> {
 }
 
 fn qos() -> impl Strategy<Value = QoS> {
-    prop_oneof![Just(QoS::AtMostOnce), Just(QoS::AtLeastOnce), Just(QoS::ExactlyOnce)]
+    prop_oneof![
+        Just(QoS::AtMostOnce),
+        Just(QoS::AtLeastOnce),
+        Just(QoS::ExactlyOnce)
+    ]
 }
 
 /// A topic level: printable text without wildcards, separators or U+0000.
@@ -134,7 +137,10 @@ fn packet() -> impl Strategy<Value = Packet> {
         (
             pid(),
             prop::collection::vec(
-                prop_oneof![qos().prop_map(SubAckCode::Success), Just(SubAckCode::Failure)],
+                prop_oneof![
+                    qos().prop_map(SubAckCode::Success),
+                    Just(SubAckCode::Failure)
+                ],
                 1..6
             )
         )
