@@ -13,7 +13,10 @@ pub mod username;
 pub use connstr::{ConnectionString, ConnectionStringError, SymmetricKey};
 pub use identity::{DeviceId, Identity, IdentityError, ModuleId};
 
+pub use props::{PropertyBag, PropertyError, SysPrefix, SystemProperties};
 pub use sas::{SasError, SasToken};
+pub use topic::{Topic, TopicError};
+pub use username::{Username, UsernameError};
 
 /// The api-version twinscope sends (the documented one, as the Node SDK).
 pub const API_VERSION: &str = "2021-04-12";
