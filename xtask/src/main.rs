@@ -16,6 +16,7 @@ commands:
   build   setup, then build the release web app into dist/
   serve   build, then serve the app on http://127.0.0.1:8080/
   test    setup, fmt, clippy, native tests, browser tests; ends with `N passed, N failed`
+  bench   run the benchmarks and print their numbers (BENCH_MS=ms per case, default 700)
 ";
 
 fn main() -> ExitCode {
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
         Some("build") => build(),
         Some("serve") => serve(&args[1..]),
         Some("test") => return test::run(),
+        Some("bench") => bench(),
         Some("-h") | Some("--help") | Some("help") => {
             print!("{USAGE}");
             Ok(())
@@ -75,4 +77,14 @@ fn serve(args: &[String]) -> Result<(), String> {
         &port,
         "--no-autoreload",
     ]))
+}
+
+/// `cargo xtask bench`: every benchmark, printing numbers (no pass/fail).
+fn bench() -> Result<(), String> {
+    util::step("codec throughput (crates/proto/benches/codec.rs)");
+    util::run(
+        std::process::Command::new("cargo")
+            .args(["bench", "--package", "twinscope-proto", "--bench", "codec"])
+            .current_dir(util::root()),
+    )
 }
