@@ -6,7 +6,8 @@
 //! - trunk 0.21.14 (cargo install --locked; 0.22 needs a newer rustc);
 //! - wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock;
 //! - wasm-opt 132 from the npm package binaryen@132, into tools/ (ignored by git);
-//! - Debian's chromium and chromium-driver (apt-get when root, else the command to run).
+//! - Debian's chromium, chromium-driver and mosquitto (apt-get when root, else the
+//!   command to run).
 
 use std::env;
 use std::ffi::OsString;
@@ -22,12 +23,15 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     // (program that must be on PATH, Debian package that provides it)
     ("chromium", "chromium"),
     ("chromedriver", "chromium-driver"),
+    // The MQTT broker the codec's conformance test talks to.
+    ("mosquitto", "mosquitto"),
 ];
 
 /// The tools that setup found or installed, with the PATH that finds them.
 pub struct Tools {
     path: OsString,
     pub chromedriver: PathBuf,
+    pub mosquitto: PathBuf,
 }
 
 impl Tools {
@@ -51,6 +55,8 @@ pub fn run() -> Result<Tools, String> {
     let npm_bin = root.join("tools/node_modules/.bin");
     let mut dirs = vec![npm_bin.clone(), cargo_bin];
     dirs.extend(env::split_paths(&env::var_os("PATH").unwrap_or_default()));
+    // Debian installs mosquitto in /usr/sbin, which a non-root PATH may lack.
+    dirs.push(PathBuf::from("/usr/sbin"));
     let path = env::join_paths(&dirs).map_err(|e| format!("bad PATH: {e}"))?;
     let find = |program: &str| find_in(&dirs, program);
     let probe = |program: &str, args: &[&str]| {
@@ -147,12 +153,13 @@ pub fn run() -> Result<Tools, String> {
         .map(|(_, package)| *package)
         .collect();
     if missing.is_empty() {
-        ok("chromium and chromedriver");
+        ok("chromium, chromedriver and mosquitto");
     } else {
         apt_install(&missing)?;
         did.push(format!("installed Debian packages {}", missing.join(" ")));
     }
     let chromedriver = find("chromedriver").ok_or("chromedriver is still missing after setup")?;
+    let mosquitto = find("mosquitto").ok_or("mosquitto is still missing after setup")?;
 
     if did.is_empty() {
         println!("setup: everything was already installed");
@@ -161,7 +168,11 @@ pub fn run() -> Result<Tools, String> {
             println!("setup: {d}");
         }
     }
-    Ok(Tools { path, chromedriver })
+    Ok(Tools {
+        path,
+        chromedriver,
+        mosquitto,
+    })
 }
 
 fn ok(what: &str) {

@@ -121,7 +121,11 @@ pub fn run() -> ExitCode {
     );
     t.tests(
         "native tests (cargo test --workspace)",
-        tools.cmd("cargo").args(["test", "--workspace"]),
+        tools
+            .cmd("cargo")
+            .args(["test", "--workspace"])
+            .env("MOSQUITTO", &tools.mosquitto)
+            .env("TWINSCOPE_REQUIRE_MOSQUITTO", "1"),
     );
     t.tests(
         "browser tests (wasm-bindgen-test in headless Chromium)",
