@@ -327,6 +327,23 @@ mod tests {
     }
 
     #[test]
+    fn vector_d2_dps_derived_key_from_a_long_group_key() {
+        // Azure/azure-iot-cli-extension azext_iot/tests/dps/__init__.py: TEST_ENDORSEMENT_KEY,
+        // registration id "myarbitrarydeviceId", GENERATED_KEY.
+        let group = key(concat!(
+            "AToAAQALAAMAsgAgg3GXZ0SEs/gakMyNRqXXJP1S124GUgtk8qHaGzMUaaoABgCAAEMAEAgAAAAAAAEAibym9HQP9vxCGF5dVc1Q",
+            "QsAGe021aUGJzNol1/gycBx3jFsTpwmWbISRwnFvflWd0w2Mc44FAAZNaJOAAxwZvG8GvyLlHh6fGKdh+mSBL4iLH2bZ4Ry22cB3",
+            "CJVjXmdGoz9Y/j3/NwLndBxQC+baNvzvyVQZ4/A2YL7vzIIj2ik4y+ve9ir7U0GbNdnxskqK1KFIITVVtkTIYyyFTIR0BySjPrRI",
+            "Dj7r7Mh5uF9HBppGKQCBoVSVV8dI91lNazmSdpGWyqCkO7iM4VvUMv2HT/ym53aYlUrau+Qq87Tu+uQipWYgRdF11KDfcpMHqqzB",
+            "QQ1NpOJVhrsTrhyJzO7KNw==",
+        ));
+        assert_eq!(
+            derive_device_key(&group, "myarbitrarydeviceId"),
+            "cT/EXZvsplPEpT//p98Pc6sKh8mY3kYgSxavHwMkl7w="
+        );
+    }
+
+    #[test]
     fn verify_accepts_own_tokens_and_rejects_tampering() {
         let k = key(KEY1);
         let t = build_token("h.net/devices/d1", &k, 2000, None);
