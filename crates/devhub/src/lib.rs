@@ -1,0 +1,7 @@
+//! devhub: a local Azure IoT Hub for twinscope's demos and tests.
+//!
+//! - [`hub`]: the hub's logic with no IO: packets and service calls in, actions out.
+//! - [`store`]: SQLite persistence.
+
+pub mod hub;
+pub mod store;

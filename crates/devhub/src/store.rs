@@ -1,0 +1,492 @@
+//! devhub's state in SQLite: identities, twins, C2D queues, persistent MQTT sessions,
+//! received telemetry and settings.
+//!
+//! The database runs in WAL mode. Every write that devhub acknowledges (CONNACK, SUBACK,
+//! PUBACK, a 2xx REST answer) is committed first, so a `kill -9` of devhub loses nothing
+//! it acknowledged: a committed WAL transaction survives the death of the process.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+use twinscope_proto::iothub::twin::TwinSection;
+
+pub use rusqlite::Error as StoreError;
+
+/// A device or module identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityRecord {
+    /// Device id.
+    pub device_id: String,
+    /// Module id, for a module.
+    pub module_id: Option<String>,
+    /// Primary symmetric key, base64.
+    pub primary_key: String,
+    /// Secondary symmetric key, base64.
+    pub secondary_key: String,
+    /// `enabled` or `disabled`.
+    pub status: String,
+    /// Set at creation; distinguishes re-created identities.
+    pub generation_id: String,
+    /// Bumped on every change.
+    pub etag: u64,
+    /// Creation time, ms since 1970.
+    pub created_ms: u64,
+}
+
+/// A twin: tags and the two sections.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TwinRecord {
+    /// Tags (service only).
+    pub tags: Value,
+    /// Desired properties.
+    pub desired: TwinSection,
+    /// Reported properties.
+    pub reported: TwinSection,
+    /// Twin version: bumped on every change of tags, desired or reported.
+    pub version: u64,
+}
+
+/// A queued cloud-to-device message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct C2dRecord {
+    /// Queue order.
+    pub seq: i64,
+    /// Target device.
+    pub device_id: String,
+    /// The property bag, percent-encoded as sent on the wire.
+    pub props: String,
+    /// The body.
+    pub body: Vec<u8>,
+    /// Expiry, ms since 1970.
+    pub expiry_ms: u64,
+    /// Locked (delivered, awaiting PUBACK) until, ms since 1970; 0 = not locked.
+    pub lock_until_ms: u64,
+    /// How many times it was delivered.
+    pub delivery_count: u32,
+}
+
+/// A stored device-to-cloud message.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct EventRecord {
+    /// Order of arrival.
+    pub seq: i64,
+    /// Sending device.
+    pub device_id: String,
+    /// Sending module.
+    pub module_id: Option<String>,
+    /// Properties: system, application and the hub's stamps, as a JSON object.
+    pub properties: Value,
+    /// The body as text if it is UTF-8, else null (see `body_base64`).
+    pub body: Option<String>,
+    /// The body, base64.
+    pub body_base64: String,
+    /// When the hub enqueued it, ISO-8601.
+    pub enqueued_time: String,
+}
+
+/// The SQLite store.
+pub struct Store {
+    db: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS identities (
+    device_id TEXT NOT NULL, module_id TEXT NOT NULL DEFAULT '',
+    primary_key TEXT NOT NULL, secondary_key TEXT NOT NULL, status TEXT NOT NULL,
+    generation_id TEXT NOT NULL, etag INTEGER NOT NULL, created_ms INTEGER NOT NULL,
+    PRIMARY KEY (device_id, module_id));
+CREATE TABLE IF NOT EXISTS twins (
+    device_id TEXT NOT NULL, module_id TEXT NOT NULL DEFAULT '',
+    tags TEXT NOT NULL, desired TEXT NOT NULL, reported TEXT NOT NULL, version INTEGER NOT NULL,
+    PRIMARY KEY (device_id, module_id));
+CREATE TABLE IF NOT EXISTS c2d (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, device_id TEXT NOT NULL, props TEXT NOT NULL,
+    body BLOB NOT NULL, expiry_ms INTEGER NOT NULL, lock_until_ms INTEGER NOT NULL DEFAULT 0,
+    delivery_count INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS c2d_device ON c2d (device_id, seq);
+CREATE TABLE IF NOT EXISTS sessions (client_id TEXT PRIMARY KEY, subscriptions TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, device_id TEXT NOT NULL, module_id TEXT,
+    properties TEXT NOT NULL, body BLOB NOT NULL, enqueued_time TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_device ON events (device_id, seq);
+";
+
+fn section_to_text(s: &TwinSection) -> String {
+    s.to_json(true).to_string()
+}
+
+fn section_from_text(t: &str) -> Result<TwinSection, StoreError> {
+    let v: Value = serde_json::from_str(t).map_err(|e| {
+        StoreError::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    TwinSection::from_json(&v).map_err(|e| {
+        StoreError::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let db = Connection::open(path)?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        Store::init(db)
+    }
+
+    /// A database in memory, gone when devhub stops.
+    pub fn in_memory() -> Result<Store, StoreError> {
+        Store::init(Connection::open_in_memory()?)
+    }
+
+    fn init(db: Connection) -> Result<Store, StoreError> {
+        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        db.execute_batch(SCHEMA)?;
+        Ok(Store { db })
+    }
+
+    /// A setting.
+    pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.db
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+    }
+
+    /// Sets a setting.
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )?;
+        Ok(())
+    }
+
+    fn identity_from_row(r: &rusqlite::Row) -> rusqlite::Result<IdentityRecord> {
+        let module: String = r.get(1)?;
+        Ok(IdentityRecord {
+            device_id: r.get(0)?,
+            module_id: (!module.is_empty()).then_some(module),
+            primary_key: r.get(2)?,
+            secondary_key: r.get(3)?,
+            status: r.get(4)?,
+            generation_id: r.get(5)?,
+            etag: r.get::<_, i64>(6)? as u64,
+            created_ms: r.get::<_, i64>(7)? as u64,
+        })
+    }
+
+    /// A device (`module = None`) or module identity.
+    pub fn identity(
+        &self,
+        device: &str,
+        module: Option<&str>,
+    ) -> Result<Option<IdentityRecord>, StoreError> {
+        self.db
+            .query_row(
+                "SELECT device_id, module_id, primary_key, secondary_key, status, generation_id, etag, created_ms
+                 FROM identities WHERE device_id = ?1 AND module_id = ?2",
+                params![device, module.unwrap_or("")],
+                Store::identity_from_row,
+            )
+            .optional()
+    }
+
+    /// Devices (not modules), in id order.
+    pub fn devices(&self) -> Result<Vec<IdentityRecord>, StoreError> {
+        self.list("WHERE module_id = '' ORDER BY device_id", params![])
+    }
+
+    /// The modules of a device, in id order.
+    pub fn modules(&self, device: &str) -> Result<Vec<IdentityRecord>, StoreError> {
+        self.list(
+            "WHERE device_id = ?1 AND module_id != '' ORDER BY module_id",
+            params![device],
+        )
+    }
+
+    fn list(
+        &self,
+        clause: &str,
+        p: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<IdentityRecord>, StoreError> {
+        let mut st = self.db.prepare(&format!(
+            "SELECT device_id, module_id, primary_key, secondary_key, status, generation_id, etag, created_ms
+             FROM identities {clause}"
+        ))?;
+        let rows = st.query_map(p, Store::identity_from_row)?;
+        rows.collect()
+    }
+
+    /// Creates or replaces an identity, and creates its twin if it has none.
+    pub fn put_identity(
+        &mut self,
+        rec: &IdentityRecord,
+        twin_if_new: &TwinRecord,
+    ) -> Result<(), StoreError> {
+        let tx = self.db.transaction()?;
+        let module = rec.module_id.as_deref().unwrap_or("");
+        tx.execute(
+            "INSERT INTO identities (device_id, module_id, primary_key, secondary_key, status, generation_id, etag, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT(device_id, module_id) DO UPDATE SET primary_key = excluded.primary_key,
+               secondary_key = excluded.secondary_key, status = excluded.status, etag = excluded.etag",
+            params![
+                rec.device_id,
+                module,
+                rec.primary_key,
+                rec.secondary_key,
+                rec.status,
+                rec.generation_id,
+                rec.etag as i64,
+                rec.created_ms as i64
+            ],
+        )?;
+        tx.execute(
+            "INSERT OR IGNORE INTO twins (device_id, module_id, tags, desired, reported, version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                rec.device_id,
+                module,
+                twin_if_new.tags.to_string(),
+                section_to_text(&twin_if_new.desired),
+                section_to_text(&twin_if_new.reported),
+                twin_if_new.version as i64
+            ],
+        )?;
+        tx.commit()
+    }
+
+    /// Deletes an identity with its twin; a device also loses its modules, C2D queue and
+    /// sessions. Returns whether it existed.
+    pub fn delete_identity(
+        &mut self,
+        device: &str,
+        module: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let tx = self.db.transaction()?;
+        let n = match module {
+            Some(m) => {
+                tx.execute(
+                    "DELETE FROM twins WHERE device_id = ?1 AND module_id = ?2",
+                    params![device, m],
+                )?;
+                tx.execute(
+                    "DELETE FROM sessions WHERE client_id = ?1",
+                    [format!("{device}/{m}")],
+                )?;
+                tx.execute(
+                    "DELETE FROM identities WHERE device_id = ?1 AND module_id = ?2",
+                    params![device, m],
+                )?
+            }
+            None => {
+                let existed = tx.execute(
+                    "DELETE FROM identities WHERE device_id = ?1 AND module_id = ''",
+                    [device],
+                )?;
+                // Its modules, twins, queue and sessions go with it.
+                tx.execute("DELETE FROM identities WHERE device_id = ?1", [device])?;
+                tx.execute("DELETE FROM twins WHERE device_id = ?1", [device])?;
+                tx.execute("DELETE FROM c2d WHERE device_id = ?1", [device])?;
+                tx.execute(
+                    "DELETE FROM sessions WHERE client_id = ?1 OR client_id LIKE ?2",
+                    params![device, format!("{device}/%")],
+                )?;
+                existed
+            }
+        };
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    /// A twin.
+    pub fn twin(
+        &self,
+        device: &str,
+        module: Option<&str>,
+    ) -> Result<Option<TwinRecord>, StoreError> {
+        let row: Option<(String, String, String, i64)> = self
+            .db
+            .query_row(
+                "SELECT tags, desired, reported, version FROM twins WHERE device_id = ?1 AND module_id = ?2",
+                params![device, module.unwrap_or("")],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        row.map(|(tags, desired, reported, version)| {
+            Ok(TwinRecord {
+                tags: serde_json::from_str(&tags)
+                    .unwrap_or_else(|_| Value::Object(Default::default())),
+                desired: section_from_text(&desired)?,
+                reported: section_from_text(&reported)?,
+                version: version as u64,
+            })
+        })
+        .transpose()
+    }
+
+    /// Saves a twin.
+    pub fn put_twin(
+        &self,
+        device: &str,
+        module: Option<&str>,
+        t: &TwinRecord,
+    ) -> Result<(), StoreError> {
+        self.db.execute(
+            "UPDATE twins SET tags = ?3, desired = ?4, reported = ?5, version = ?6 WHERE device_id = ?1 AND module_id = ?2",
+            params![
+                device,
+                module.unwrap_or(""),
+                t.tags.to_string(),
+                section_to_text(&t.desired),
+                section_to_text(&t.reported),
+                t.version as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Queues a C2D message; returns its sequence number.
+    pub fn enqueue_c2d(
+        &self,
+        device: &str,
+        props: &str,
+        body: &[u8],
+        expiry_ms: u64,
+    ) -> Result<i64, StoreError> {
+        self.db.execute(
+            "INSERT INTO c2d (device_id, props, body, expiry_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![device, props, body, expiry_ms as i64],
+        )?;
+        Ok(self.db.last_insert_rowid())
+    }
+
+    /// Messages queued for a device, in order (expired ones are removed first).
+    pub fn c2d_queue(&self, device: &str, now_ms: u64) -> Result<Vec<C2dRecord>, StoreError> {
+        self.db.execute(
+            "DELETE FROM c2d WHERE device_id = ?1 AND expiry_ms <= ?2",
+            params![device, now_ms as i64],
+        )?;
+        let mut st = self.db.prepare(
+            "SELECT seq, device_id, props, body, expiry_ms, lock_until_ms, delivery_count FROM c2d
+             WHERE device_id = ?1 ORDER BY seq",
+        )?;
+        let rows = st.query_map([device], |r| {
+            Ok(C2dRecord {
+                seq: r.get(0)?,
+                device_id: r.get(1)?,
+                props: r.get(2)?,
+                body: r.get(3)?,
+                expiry_ms: r.get::<_, i64>(4)? as u64,
+                lock_until_ms: r.get::<_, i64>(5)? as u64,
+                delivery_count: r.get::<_, i64>(6)? as u32,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// Marks a message delivered and locked until `until_ms` (0 unlocks it).
+    pub fn lock_c2d(&self, seq: i64, until_ms: u64, delivered: bool) -> Result<(), StoreError> {
+        self.db.execute(
+            "UPDATE c2d SET lock_until_ms = ?2, delivery_count = delivery_count + ?3 WHERE seq = ?1",
+            params![seq, until_ms as i64, i64::from(delivered)],
+        )?;
+        Ok(())
+    }
+
+    /// Unlocks every message of a device (its connection ended).
+    pub fn unlock_c2d(&self, device: &str) -> Result<(), StoreError> {
+        self.db.execute(
+            "UPDATE c2d SET lock_until_ms = 0 WHERE device_id = ?1",
+            [device],
+        )?;
+        Ok(())
+    }
+
+    /// Completes (removes) a message.
+    pub fn complete_c2d(&self, seq: i64) -> Result<(), StoreError> {
+        self.db.execute("DELETE FROM c2d WHERE seq = ?1", [seq])?;
+        Ok(())
+    }
+
+    /// The stored subscriptions of a persistent session, if it has one.
+    pub fn session(&self, client_id: &str) -> Result<Option<Vec<(String, u8)>>, StoreError> {
+        let text: Option<String> = self
+            .db
+            .query_row(
+                "SELECT subscriptions FROM sessions WHERE client_id = ?1",
+                [client_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(text.map(|t| serde_json::from_str(&t).unwrap_or_default()))
+    }
+
+    /// Saves a persistent session's subscriptions.
+    pub fn put_session(&self, client_id: &str, subs: &[(String, u8)]) -> Result<(), StoreError> {
+        let text = serde_json::to_string(subs).unwrap_or_else(|_| "[]".into());
+        self.db.execute(
+            "INSERT INTO sessions (client_id, subscriptions) VALUES (?1, ?2)
+             ON CONFLICT(client_id) DO UPDATE SET subscriptions = excluded.subscriptions",
+            [client_id, &text],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a session (CleanSession 1).
+    pub fn delete_session(&self, client_id: &str) -> Result<(), StoreError> {
+        self.db
+            .execute("DELETE FROM sessions WHERE client_id = ?1", [client_id])?;
+        Ok(())
+    }
+
+    /// Stores a telemetry message; returns its sequence number.
+    pub fn add_event(
+        &self,
+        device: &str,
+        module: Option<&str>,
+        properties: &Value,
+        body: &[u8],
+        enqueued_time: &str,
+    ) -> Result<i64, StoreError> {
+        self.db.execute(
+            "INSERT INTO events (device_id, module_id, properties, body, enqueued_time) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![device, module, properties.to_string(), body, enqueued_time],
+        )?;
+        Ok(self.db.last_insert_rowid())
+    }
+
+    /// Telemetry after `after` (optionally of one device), oldest first, at most `limit`.
+    pub fn events(
+        &self,
+        device: Option<&str>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let mut st = self.db.prepare(
+            "SELECT seq, device_id, module_id, properties, body, enqueued_time FROM events
+             WHERE seq > ?1 AND (?2 IS NULL OR device_id = ?2) ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![after, device, limit], |r| {
+            use base64::Engine;
+            let body: Vec<u8> = r.get(4)?;
+            let props: String = r.get(3)?;
+            Ok(EventRecord {
+                seq: r.get(0)?,
+                device_id: r.get(1)?,
+                module_id: r.get(2)?,
+                properties: serde_json::from_str(&props).unwrap_or(Value::Null),
+                body_base64: base64::engine::general_purpose::STANDARD.encode(&body),
+                body: String::from_utf8(body).ok(),
+                enqueued_time: r.get(5)?,
+            })
+        })?;
+        rows.collect()
+    }
+}

@@ -1,0 +1,643 @@
+//! Scenario tests of the hub logic: no sockets, virtual time, real SAS tokens.
+
+use serde_json::{json, Value};
+use twinscope_devhub::hub::{Action, ConnId, FaultOp, Hub, HubConfig};
+use twinscope_devhub::store::Store;
+use twinscope_proto::iothub::{sas, PropertyBag, SymmetricKey, SysPrefix, Topic};
+use twinscope_proto::mqtt::{
+    ConnAck, Connect, ConnectReturnCode, LastWill, Packet, PacketId, Publish, QoS, QosPid, SubAck,
+    SubAckCode, Subscribe, SubscribeFilter,
+};
+
+const HUB: &str = "devhub.local";
+const T0: u64 = 1_800_000_000_000; // ms
+const OWNER: &str = "b3duZXIta2V5LW93bmVyLWtleS1vd25lci1rZXktMTIz";
+
+fn hub() -> Hub {
+    let cfg = HubConfig {
+        hub_name: HUB.into(),
+        owner_key: SymmetricKey::from_base64(OWNER).unwrap(),
+        c2d_ttl_ms: 3_600_000,
+        c2d_lock_ms: 60_000,
+    };
+    let mut h = Hub::new(cfg, Store::in_memory().unwrap());
+    for d in ["d1", "d2"] {
+        h.put_identity(d, None, &json!({}), None, T0).unwrap();
+    }
+    h
+}
+
+fn key_of(h: &Hub, device: &str, module: Option<&str>) -> SymmetricKey {
+    let rec = h.store().identity(device, module).unwrap().unwrap();
+    SymmetricKey::from_base64(&rec.primary_key).unwrap()
+}
+
+fn token(h: &Hub, device: &str, expiry_s: u64) -> String {
+    sas::build_token(
+        &format!("{HUB}/devices/{device}"),
+        &key_of(h, device, None),
+        expiry_s,
+        None,
+    )
+}
+
+fn connect_packet(device: &str, password: String, clean: bool) -> Connect {
+    Connect {
+        client_id: device.into(),
+        keep_alive: 60,
+        clean_session: clean,
+        last_will: None,
+        username: Some(format!("{HUB}/{device}/?api-version=2021-04-12")),
+        password: Some(password.into_bytes()),
+    }
+}
+
+fn connack(code: ConnectReturnCode, session_present: bool) -> Packet {
+    Packet::ConnAck(ConnAck {
+        session_present,
+        code,
+    })
+}
+
+/// Connects `device` on `conn`, expecting acceptance.
+fn online(h: &mut Hub, conn: ConnId, device: &str, clean: bool) -> Vec<Action> {
+    let t = token(h, device, T0 / 1000 + 3600);
+    let out = h.connect(conn, connect_packet(device, t, clean), T0);
+    assert!(
+        out.iter().any(|a| matches!(a, Action::Send(c, Packet::ConnAck(ConnAck { code: ConnectReturnCode::Accepted, .. })) if *c == conn)),
+        "{out:?}"
+    );
+    out
+}
+
+fn subscribe(h: &mut Hub, conn: ConnId, filters: &[(&str, QoS)]) -> Vec<Action> {
+    h.packet(
+        conn,
+        Packet::Subscribe(Subscribe {
+            pkid: PacketId::new(1).unwrap(),
+            filters: filters
+                .iter()
+                .map(|(f, q)| SubscribeFilter {
+                    filter: f.to_string(),
+                    qos: *q,
+                })
+                .collect(),
+        }),
+        T0,
+    )
+}
+
+fn publish(topic: &str, payload: &[u8], qospid: QosPid) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qospid,
+        retain: false,
+        topic: topic.into(),
+        payload: payload.to_vec(),
+    })
+}
+
+fn pid(v: u16) -> PacketId {
+    PacketId::new(v).unwrap()
+}
+
+fn closes(out: &[Action], conn: ConnId) -> bool {
+    out.iter()
+        .any(|a| matches!(a, Action::Close(c, _) if *c == conn))
+}
+
+fn sent(out: &[Action], conn: ConnId) -> Vec<Packet> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Send(c, p) if *c == conn => Some(p.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn publishes(out: &[Action], conn: ConnId) -> Vec<Publish> {
+    sent(out, conn)
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn accepts_a_valid_token_and_refuses_every_bad_one_with_connack_5() {
+    let mut h = hub();
+    online(&mut h, 1, "d1", true);
+
+    let not_authorized = |out: Vec<Action>, conn: ConnId| {
+        assert_eq!(
+            sent(&out, conn),
+            vec![connack(ConnectReturnCode::NotAuthorized, false)],
+            "{out:?}"
+        );
+        assert!(closes(&out, conn));
+    };
+    let good = token(&h, "d2", T0 / 1000 + 60);
+    // Wrong key.
+    let wrong = sas::build_token(
+        &format!("{HUB}/devices/d2"),
+        &SymmetricKey::from_bytes(b"nope".to_vec()),
+        T0 / 1000 + 60,
+        None,
+    );
+    not_authorized(h.connect(2, connect_packet("d2", wrong, true), T0), 2);
+    // Expired.
+    let expired = token(&h, "d2", T0 / 1000 - 1);
+    not_authorized(h.connect(3, connect_packet("d2", expired, true), T0), 3);
+    // d1's token used by d2.
+    let d1s = token(&h, "d1", T0 / 1000 + 60);
+    not_authorized(h.connect(4, connect_packet("d2", d1s, true), T0), 4);
+    // Client id that does not match the user name.
+    let mut c = connect_packet("d2", good.clone(), true);
+    c.client_id = "d1".into();
+    not_authorized(h.connect(5, c, T0), 5);
+    // Unknown device.
+    let mut c = connect_packet("ghost", good.clone(), true);
+    c.username = Some(format!("{HUB}/ghost/?api-version=2021-04-12"));
+    not_authorized(h.connect(6, c, T0), 6);
+    // Another hub's name.
+    let mut c = connect_packet("d2", good.clone(), true);
+    c.username = Some("other.hub/d2/?api-version=2021-04-12".into());
+    not_authorized(h.connect(7, c, T0), 7);
+    // Disabled device.
+    h.put_identity("d2", None, &json!({"status": "disabled"}), Some("*"), T0)
+        .unwrap();
+    not_authorized(h.connect(8, connect_packet("d2", good, true), T0), 8);
+    // d1 still works throughout.
+    let out = h.packet(1, Packet::PingReq, T0);
+    assert_eq!(sent(&out, 1), vec![Packet::PingResp]);
+}
+
+#[test]
+fn owner_policy_token_with_hub_prefix_is_accepted() {
+    let mut h = hub();
+    let owner = SymmetricKey::from_base64(OWNER).unwrap();
+    let t = sas::build_token(HUB, &owner, T0 / 1000 + 60, Some("iothubowner"));
+    let out = h.connect(1, connect_packet("d1", t, true), T0);
+    assert_eq!(
+        sent(&out, 1),
+        vec![connack(ConnectReturnCode::Accepted, false)]
+    );
+}
+
+#[test]
+fn telemetry_is_stored_with_stamps_and_scoped_to_the_identity() {
+    let mut h = hub();
+    online(&mut h, 1, "d1", true);
+    let topic = "devices/d1/messages/events/$.ct=application%2Fjson&$.mid=m1&alert=on&flag";
+    let mut p = Publish {
+        dup: false,
+        qospid: QosPid::AtLeastOnce(pid(5)),
+        retain: true,
+        topic: topic.into(),
+        payload: b"{\"t\":1}".to_vec(),
+    };
+    let out = h.packet(1, Packet::Publish(p.clone()), T0 + 5);
+    assert_eq!(sent(&out, 1), vec![Packet::PubAck(pid(5))]);
+    let ev = h.store().events(Some("d1"), 0, 10).unwrap();
+    assert_eq!(ev.len(), 1);
+    let props = &ev[0].properties;
+    assert_eq!(props["system"]["$.ct"], "application/json");
+    assert_eq!(props["system"]["$.mid"], "m1");
+    assert_eq!(props["application"]["alert"], "on");
+    assert_eq!(props["application"]["flag"], Value::Null);
+    assert_eq!(props["application"]["mqtt-retain"], "true");
+    assert_eq!(props["stamps"]["iothub-connection-device-id"], "d1");
+    assert!(props["stamps"]["iothub-connection-auth-method"]
+        .as_str()
+        .unwrap()
+        .contains("\"scope\":\"device\""));
+    assert_eq!(ev[0].body.as_deref(), Some("{\"t\":1}"));
+
+    // Another device's topic closes the connection.
+    p.topic = "devices/d2/messages/events/".into();
+    let out = h.packet(1, Packet::Publish(p), T0);
+    assert!(closes(&out, 1));
+    assert!(h.store().events(Some("d2"), 0, 10).unwrap().is_empty());
+}
+
+#[test]
+fn qos2_oversize_and_undocumented_topics_close_the_connection() {
+    let mut h = hub();
+    online(&mut h, 1, "d1", true);
+    let out = h.packet(
+        1,
+        publish(
+            "devices/d1/messages/events/",
+            b"x",
+            QosPid::ExactlyOnce(pid(1)),
+        ),
+        T0,
+    );
+    assert!(closes(&out, 1));
+
+    online(&mut h, 2, "d1", true);
+    let big = vec![b'a'; 256 * 1024 + 1];
+    let out = h.packet(
+        2,
+        publish(
+            "devices/d1/messages/events/",
+            &big,
+            QosPid::AtLeastOnce(pid(1)),
+        ),
+        T0,
+    );
+    assert!(closes(&out, 2));
+
+    online(&mut h, 3, "d1", true);
+    let out = h.packet(3, publish("some/other/topic", b"x", QosPid::AtMostOnce), T0);
+    assert!(closes(&out, 3));
+
+    online(&mut h, 4, "d1", true);
+    let out = subscribe(
+        &mut h,
+        4,
+        &[("devices/d2/messages/devicebound/#", QoS::AtLeastOnce)],
+    );
+    assert!(closes(&out, 4));
+}
+
+#[test]
+fn subscribe_grants_qos1_for_qos2_and_limits_filters() {
+    let mut h = hub();
+    online(&mut h, 1, "d1", true);
+    let out = subscribe(
+        &mut h,
+        1,
+        &[
+            ("devices/d1/messages/devicebound/#", QoS::ExactlyOnce),
+            ("$iothub/twin/res/#", QoS::AtMostOnce),
+        ],
+    );
+    assert_eq!(
+        sent(&out, 1),
+        vec![Packet::SubAck(SubAck {
+            pkid: pid(1),
+            return_codes: vec![
+                SubAckCode::Success(QoS::AtLeastOnce),
+                SubAckCode::Success(QoS::AtMostOnce)
+            ]
+        })]
+    );
+    let out = subscribe(
+        &mut h,
+        1,
+        &[
+            ("$iothub/twin/PATCH/properties/desired/#", QoS::AtMostOnce),
+            ("$iothub/methods/POST/#", QoS::AtMostOnce),
+            ("#", QoS::AtMostOnce),
+            ("devices/+/messages/devicebound/#", QoS::AtMostOnce),
+        ],
+    );
+    assert!(closes(&out, 1), "six filters must close the connection");
+}
+
+#[test]
+fn one_connection_per_identity() {
+    let mut h = hub();
+    online(&mut h, 1, "d1", true);
+    let out = online(&mut h, 2, "d1", true);
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::Close(1, why) if why.contains("400027"))),
+        "{out:?}"
+    );
+    // The old connection is gone; the new one works.
+    assert!(closes(&h.packet(1, Packet::PingReq, T0), 1));
+    assert_eq!(
+        sent(&h.packet(2, Packet::PingReq, T0), 2),
+        vec![Packet::PingResp]
+    );
+}
+
+#[test]
+fn twin_get_patch_and_desired_push() {
+    let mut h = hub();
+    online(&mut h, 1, "d1", true);
+    subscribe(
+        &mut h,
+        1,
+        &[
+            ("$iothub/twin/res/#", QoS::AtMostOnce),
+            ("$iothub/twin/PATCH/properties/desired/#", QoS::AtMostOnce),
+        ],
+    );
+
+    let out = h.packet(
+        1,
+        publish("$iothub/twin/GET/?$rid=1", b"", QosPid::AtMostOnce),
+        T0,
+    );
+    let p = &publishes(&out, 1)[0];
+    assert_eq!(
+        Topic::parse(&p.topic).unwrap(),
+        Topic::TwinResponse {
+            status: 200,
+            rid: "1".into(),
+            version: None
+        }
+    );
+    let doc: Value = serde_json::from_slice(&p.payload).unwrap();
+    assert_eq!(
+        doc,
+        json!({"desired": {"$version": 1}, "reported": {"$version": 1}})
+    );
+
+    let out = h.packet(
+        1,
+        publish(
+            "$iothub/twin/PATCH/properties/reported/?$rid=2",
+            br#"{"temp": 21, "fw": {"v": "1.0"}}"#,
+            QosPid::AtMostOnce,
+        ),
+        T0 + 1000,
+    );
+    let p = &publishes(&out, 1)[0];
+    assert_eq!(
+        Topic::parse(&p.topic).unwrap(),
+        Topic::TwinResponse {
+            status: 204,
+            rid: "2".into(),
+            version: Some(2)
+        }
+    );
+    assert!(p.payload.is_empty());
+
+    // Bad JSON and bad keys get 400 with the hub's error body.
+    for bad in [&b"{not json"[..], br#"{"a.b": 1}"#, b"[1,2]"] {
+        let out = h.packet(
+            1,
+            publish(
+                "$iothub/twin/PATCH/properties/reported/?$rid=3",
+                bad,
+                QosPid::AtMostOnce,
+            ),
+            T0,
+        );
+        let p = &publishes(&out, 1)[0];
+        assert!(p.topic.starts_with("$iothub/twin/res/400/"), "{}", p.topic);
+        let err: Value = serde_json::from_slice(&p.payload).unwrap();
+        assert_eq!(err["errorCode"], 400004);
+    }
+
+    // The service sees the reported properties with metadata.
+    let twin = h.twin_json("d1", None).unwrap();
+    assert_eq!(twin["properties"]["reported"]["temp"], 21);
+    assert_eq!(twin["properties"]["reported"]["$version"], 2);
+    assert!(twin["properties"]["reported"]["$metadata"]["fw"]["v"]["$lastUpdated"].is_string());
+
+    // A desired patch from the service is pushed with its version.
+    let (_, out) = h
+        .update_twin(
+            "d1",
+            None,
+            &json!({"properties": {"desired": {"rate": 5}}}),
+            false,
+            None,
+            T0,
+        )
+        .unwrap();
+    let p = &publishes(&out, 1)[0];
+    assert_eq!(p.topic, "$iothub/twin/PATCH/properties/desired/?$version=2");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&p.payload).unwrap(),
+        json!({"rate": 5, "$version": 2})
+    );
+
+    // A twin fault fails the next GET with the chosen status.
+    h.fail_next(FaultOp::Twin, 1, 429);
+    let out = h.packet(
+        1,
+        publish("$iothub/twin/GET/?$rid=9", b"", QosPid::AtMostOnce),
+        T0,
+    );
+    assert!(publishes(&out, 1)[0]
+        .topic
+        .starts_with("$iothub/twin/res/429/?$rid=9"));
+    let out = h.packet(
+        1,
+        publish("$iothub/twin/GET/?$rid=10", b"", QosPid::AtMostOnce),
+        T0,
+    );
+    assert!(publishes(&out, 1)[0]
+        .topic
+        .starts_with("$iothub/twin/res/200/"));
+}
+
+#[test]
+fn direct_methods_round_trip_and_offline_is_404103() {
+    let mut h = hub();
+    let err = h
+        .invoke_method("d1", None, "reboot", &json!({}))
+        .unwrap_err();
+    assert_eq!((err.status, err.code), (404, 404103));
+    online(&mut h, 1, "d1", true);
+    // Connected but not subscribed is still not online for methods.
+    assert_eq!(
+        h.invoke_method("d1", None, "reboot", &json!({}))
+            .unwrap_err()
+            .code,
+        404103
+    );
+    subscribe(&mut h, 1, &[("$iothub/methods/POST/#", QoS::AtMostOnce)]);
+    let (call, out) = h
+        .invoke_method("d1", None, "reboot", &json!({"delay": 3}))
+        .unwrap();
+    let p = &publishes(&out, 1)[0];
+    let Topic::MethodRequest { name, rid } = Topic::parse(&p.topic).unwrap() else {
+        panic!()
+    };
+    assert_eq!(name, "reboot");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&p.payload).unwrap(),
+        json!({"delay": 3})
+    );
+    let reply = Topic::MethodResponse { status: 201, rid }.to_topic(SysPrefix::Literal);
+    let out = h.packet(
+        1,
+        publish(&reply, br#"{"ok":true}"#, QosPid::AtMostOnce),
+        T0,
+    );
+    assert_eq!(
+        out,
+        vec![Action::MethodResult {
+            call,
+            status: 201,
+            payload: json!({"ok": true})
+        }]
+    );
+}
+
+#[test]
+fn c2d_queue_delivery_completion_order_and_limits() {
+    let mut h = hub();
+    let mut props = PropertyBag::default();
+    props.system.message_id = Some("m-1".into());
+    props.app.push(("color".into(), Some("red blue".into())));
+    h.send_c2d("d1", b"first", props, None, T0).unwrap();
+    h.send_c2d("d1", b"second", PropertyBag::default(), None, T0)
+        .unwrap();
+
+    // Delivered after subscribing, in order, QoS 1, with the hub's encoded bag.
+    online(&mut h, 1, "d1", false);
+    let out = subscribe(
+        &mut h,
+        1,
+        &[("devices/d1/messages/devicebound/#", QoS::AtLeastOnce)],
+    );
+    let ps = publishes(&out, 1);
+    assert_eq!(ps.len(), 2);
+    assert_eq!(ps[0].payload, b"first");
+    assert!(ps[0].topic.starts_with("devices/d1/messages/devicebound/%24.mid=m-1&%24.to=%2Fdevices%2Fd1%2Fmessages%2Fdevicebound&iothub-ack=none&color=red%20blue"), "{}", ps[0].topic);
+    let (p1, p2) = (ps[0].qospid.pid().unwrap(), ps[1].qospid.pid().unwrap());
+
+    // Out-of-order PUBACK closes the connection, as the hub does.
+    let out = h.packet(1, Packet::PubAck(p2), T0);
+    assert!(closes(&out, 1));
+
+    // Unacknowledged messages come back on the next connection (persistent session).
+    let out = online(&mut h, 2, "d1", false);
+    assert_eq!(sent(&out, 2)[0], connack(ConnectReturnCode::Accepted, true));
+    let ps = publishes(&out, 2);
+    assert_eq!(
+        ps.iter().map(|p| p.payload.clone()).collect::<Vec<_>>(),
+        vec![b"first".to_vec(), b"second".to_vec()]
+    );
+    let (p1b, p2b) = (ps[0].qospid.pid().unwrap(), ps[1].qospid.pid().unwrap());
+    assert!(h.packet(2, Packet::PubAck(p1b), T0).is_empty());
+    assert!(h.packet(2, Packet::PubAck(p2b), T0).is_empty());
+    assert!(h.store().c2d_queue("d1", T0).unwrap().is_empty());
+    let _ = p1;
+
+    // 50 queued is the limit: the 51st is refused with 403004.
+    for i in 0..50 {
+        h.send_c2d(
+            "d2",
+            format!("{i}").as_bytes(),
+            PropertyBag::default(),
+            None,
+            T0,
+        )
+        .unwrap();
+    }
+    let err = h
+        .send_c2d("d2", b"one too many", PropertyBag::default(), None, T0)
+        .unwrap_err();
+    assert_eq!((err.status, err.code), (403, 403004));
+}
+
+#[test]
+fn c2d_lock_expiry_redelivers_and_ttl_expires() {
+    let mut h = hub();
+    online(&mut h, 1, "d1", true);
+    subscribe(
+        &mut h,
+        1,
+        &[("devices/d1/messages/devicebound/#", QoS::AtLeastOnce)],
+    );
+    let (_, out) = h
+        .send_c2d("d1", b"hello", PropertyBag::default(), None, T0)
+        .unwrap();
+    assert_eq!(publishes(&out, 1).len(), 1);
+    // Keep the connection alive but never acknowledge: after the 60 s lock it comes again.
+    h.packet(1, Packet::PingReq, T0 + 59_000);
+    assert!(publishes(&h.tick(T0 + 59_000), 1).is_empty());
+    let again = publishes(&h.tick(T0 + 60_001), 1);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].payload, b"hello");
+    // A message whose TTL ran out is never delivered.
+    h.send_c2d("d2", b"stale", PropertyBag::default(), Some(1000), T0)
+        .unwrap();
+    online(&mut h, 2, "d2", true);
+    let out = subscribe(
+        &mut h,
+        2,
+        &[("devices/d2/messages/devicebound/#", QoS::AtLeastOnce)],
+    );
+    assert_eq!(publishes(&out, 2).len(), 1);
+    let mut h2 = hub();
+    h2.send_c2d("d2", b"stale", PropertyBag::default(), Some(1000), T0)
+        .unwrap();
+    assert!(h2.store().c2d_queue("d2", T0 + 1000).unwrap().is_empty());
+}
+
+#[test]
+fn keep_alive_and_token_expiry_close_connections() {
+    let mut h = hub();
+    online(&mut h, 1, "d1", true); // keep-alive 60 s: timeout 90 s
+    assert!(!closes(&h.tick(T0 + 89_000), 1));
+    let out = h.tick(T0 + 90_001);
+    assert!(out
+        .iter()
+        .any(|a| matches!(a, Action::Close(1, why) if why.contains("keep-alive"))));
+
+    let t = token(&h, "d2", T0 / 1000 + 30);
+    h.connect(2, connect_packet("d2", t, true), T0);
+    h.packet(2, Packet::PingReq, T0 + 29_000);
+    assert!(!closes(&h.tick(T0 + 29_000), 2));
+    let out = h.tick(T0 + 30_000);
+    assert!(out
+        .iter()
+        .any(|a| matches!(a, Action::Close(2, why) if why.contains("401003"))));
+}
+
+#[test]
+fn will_is_published_on_abrupt_close_only() {
+    let mut h = hub();
+    let t = token(&h, "d1", T0 / 1000 + 3600);
+    let mut c = connect_packet("d1", t, true);
+    c.last_will = Some(LastWill {
+        topic: "devices/d1/messages/events/reason=lost".into(),
+        message: b"bye".to_vec(),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+    });
+    h.connect(1, c.clone(), T0);
+    h.closed(1, false, T0);
+    let ev = h.store().events(Some("d1"), 0, 10).unwrap();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(
+        ev[0].properties["application"]["iothub-MessageType"],
+        "Will"
+    );
+    assert_eq!(ev[0].properties["application"]["reason"], "lost");
+    // After DISCONNECT, no will.
+    h.connect(2, c, T0);
+    h.packet(2, Packet::Disconnect, T0);
+    assert_eq!(h.store().events(Some("d1"), 0, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn service_tokens_are_checked() {
+    let h = hub();
+    let owner = SymmetricKey::from_base64(OWNER).unwrap();
+    let good = sas::build_token(HUB, &owner, T0 / 1000 + 60, Some("iothubowner"));
+    h.check_service_token(Some(&good), T0).unwrap();
+    assert_eq!(h.check_service_token(None, T0).unwrap_err().status, 401);
+    let device_key = key_of(&h, "d1", None);
+    let forged = sas::build_token(HUB, &device_key, T0 / 1000 + 60, Some("iothubowner"));
+    assert_eq!(
+        h.check_service_token(Some(&forged), T0).unwrap_err().status,
+        401
+    );
+    let no_policy = sas::build_token(HUB, &owner, T0 / 1000 + 60, None);
+    assert_eq!(
+        h.check_service_token(Some(&no_policy), T0)
+            .unwrap_err()
+            .status,
+        401
+    );
+    let expired = sas::build_token(HUB, &owner, T0 / 1000 - 1, Some("iothubowner"));
+    assert_eq!(
+        h.check_service_token(Some(&expired), T0)
+            .unwrap_err()
+            .status,
+        401
+    );
+}
