@@ -1,1 +1,216 @@
-fn main() {}
+//! `devhub`: a local Azure IoT Hub.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use twinscope_devhub::http::{router, HttpConfig};
+use twinscope_devhub::hub::{generate_key, Hub, HubConfig};
+use twinscope_devhub::net::{now_ms, ticker, Shared};
+use twinscope_devhub::store::Store;
+use twinscope_proto::iothub::{sas, DeviceId, Identity, SymmetricKey};
+
+#[derive(Parser)]
+#[command(
+    name = "devhub",
+    version,
+    about = "A local Azure IoT Hub: device MQTT over WebSocket, service REST API, SQLite store, fault injection"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub.
+    Serve(ServeArgs),
+    /// Print a SAS token exactly as the official SDKs make it.
+    Sas {
+        /// The resource URI, e.g. myhub.azure-devices.net/devices/dev-01.
+        #[arg(long)]
+        resource: String,
+        /// The base64 key.
+        #[arg(long)]
+        key: String,
+        /// Expiry, seconds since 1970.
+        #[arg(long)]
+        expiry: u64,
+        /// Policy name (skn), for policy tokens.
+        #[arg(long)]
+        policy: Option<String>,
+    },
+}
+
+#[derive(Parser)]
+struct ServeArgs {
+    /// HTTP: the REST API and MQTT over WebSocket at /$iothub/websocket.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The HostName that tokens and user names must name.
+    #[arg(long, default_value = "localhost")]
+    hub_name: String,
+    /// SQLite database file [default: $XDG_DATA_HOME/twinscope/devhub.sqlite].
+    #[arg(long, conflicts_with = "in_memory")]
+    data: Option<PathBuf>,
+    /// Keep everything in memory (gone when devhub stops).
+    #[arg(long)]
+    in_memory: bool,
+    /// The iothubowner policy key (base64); generated and stored when absent.
+    #[arg(long)]
+    owner_key: Option<String>,
+    /// Create this device if missing: ID or ID:KEY (repeatable).
+    #[arg(long = "device", value_name = "ID[:KEY]")]
+    devices: Vec<String>,
+    /// Serve the built web app from this directory at /.
+    #[arg(long)]
+    app: Option<PathBuf>,
+    /// Create a demo device and serve its connection string at GET /devhub/demo.
+    #[arg(long)]
+    demo: bool,
+    /// Do not log connection closes.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn default_data() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("twinscope/devhub.sqlite")
+}
+
+const DEMO_DEVICE: &str = "demo-device";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Sas {
+            resource,
+            key,
+            expiry,
+            policy,
+        } => match SymmetricKey::from_base64(&key) {
+            Ok(k) => {
+                println!(
+                    "{}",
+                    sas::build_token(&resource, &k, expiry, policy.as_deref())
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("devhub: --key is not valid base64 ({e})");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve(args) => match serve(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("devhub: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let (store, where_) = if args.in_memory {
+        (Store::in_memory(), "in memory".to_string())
+    } else {
+        let path = args.data.clone().unwrap_or_else(default_data);
+        (Store::open(&path), path.display().to_string())
+    };
+    let store = store.map_err(|e| format!("cannot open the store ({where_}): {e}"))?;
+    let owner_key = match (
+        &args.owner_key,
+        store.setting("owner_key").map_err(|e| e.to_string())?,
+    ) {
+        (Some(k), _) => k.clone(),
+        (None, Some(k)) => k,
+        (None, None) => generate_key(),
+    };
+    let owner = SymmetricKey::from_base64(&owner_key)
+        .map_err(|e| format!("--owner-key is not valid base64 ({e})"))?;
+    store
+        .set_setting("owner_key", &owner_key)
+        .map_err(|e| e.to_string())?;
+
+    let mut hub = Hub::new(
+        HubConfig {
+            hub_name: args.hub_name.clone(),
+            owner_key: owner,
+            c2d_ttl_ms: 3_600_000,
+            c2d_lock_ms: 60_000,
+        },
+        store,
+    );
+    let now = now_ms();
+    let mut devices: Vec<(String, Option<String>)> = Vec::new();
+    for d in &args.devices {
+        let (id, key) = match d.split_once(':') {
+            Some((id, key)) => (id.to_string(), Some(key.to_string())),
+            None => (d.clone(), None),
+        };
+        devices.push((id, key));
+    }
+    if args.demo {
+        devices.push((DEMO_DEVICE.to_string(), None));
+    }
+    for (id, key) in &devices {
+        DeviceId::new(id.as_str()).map_err(|e| format!("--device {id}: {e}"))?;
+        let exists = hub
+            .store()
+            .identity(id, None)
+            .map_err(|e| e.to_string())?
+            .is_some();
+        if !exists || key.is_some() {
+            let mut body = serde_json::json!({});
+            if let Some(k) = key {
+                body = serde_json::json!({"authentication": {"symmetricKey": {"primaryKey": k}}});
+            }
+            let if_match = exists.then_some("*");
+            hub.put_identity(id, None, &body, if_match, now)
+                .map_err(|e| format!("--device {id}: {}", e.message))?;
+        }
+    }
+
+    println!("devhub: hub name     {}", args.hub_name);
+    println!("devhub: store        {where_}");
+    println!("devhub: service      {}", hub.service_connection_string());
+    for (id, _) in &devices {
+        let ident = Identity::device(DeviceId::new(id.as_str()).map_err(|e| e.to_string())?);
+        if let Ok(Some(cs)) = hub.connection_string(&ident, None) {
+            println!("devhub: device       {cs}");
+        }
+    }
+
+    let shared = Shared::new(hub, !args.quiet);
+    let cfg = HttpConfig {
+        demo_device: args.demo.then(|| DEMO_DEVICE.to_string()),
+        app_dir: args.app.clone(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        println!("devhub: listening    http://{addr}/ (REST, MQTT over WebSocket at ws://{addr}/$iothub/websocket)");
+        if args.app.is_some() {
+            println!("devhub: app          http://{addr}/");
+        }
+        tokio::spawn(ticker(shared.clone()));
+        let app = router(shared, cfg);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .map_err(|e| e.to_string())
+    })
+}

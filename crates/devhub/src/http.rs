@@ -1,0 +1,620 @@
+//! HTTP: MQTT over WebSocket at `/$iothub/websocket`, the IoT Hub service REST API, and
+//! devhub's own endpoints under `/devhub/`.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+use tower_http::cors::CorsLayer;
+use twinscope_proto::iothub::{DeviceId, Identity, PropertyBag};
+
+use crate::hub::{FaultOp, ServiceError};
+use crate::net::{now_ms, serve_websocket, Shared};
+
+/// Settings the HTTP layer needs beyond the hub.
+#[derive(Clone)]
+pub struct HttpConfig {
+    /// The demo device, if `--demo`.
+    pub demo_device: Option<String>,
+    /// Directory of the built web app, served at `/`.
+    pub app_dir: Option<PathBuf>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    shared: Arc<Shared>,
+    cfg: HttpConfig,
+}
+
+/// The router for one listener.
+pub fn router(shared: Arc<Shared>, cfg: HttpConfig) -> Router {
+    let app_dir = cfg.app_dir.clone();
+    let state = AppState { shared, cfg };
+    let mut r = Router::new()
+        .route("/$iothub/websocket", get(websocket))
+        .route("/devices", get(list_devices))
+        .route(
+            "/devices/{id}",
+            put(put_device).get(get_device).delete(delete_device),
+        )
+        .route("/devices/{id}/modules", get(list_modules))
+        .route(
+            "/devices/{id}/modules/{mid}",
+            put(put_module).get(get_module).delete(delete_module),
+        )
+        .route("/devices/{id}/messages/deviceBound", post(send_c2d))
+        .route(
+            "/twins/{id}",
+            get(get_twin).patch(patch_twin).put(replace_twin),
+        )
+        .route(
+            "/twins/{id}/modules/{mid}",
+            get(get_module_twin)
+                .patch(patch_module_twin)
+                .put(replace_module_twin),
+        )
+        .route("/twins/{id}/methods", post(invoke_device_method))
+        .route(
+            "/twins/{id}/modules/{mid}/methods",
+            post(invoke_module_method),
+        )
+        .route("/devhub/health", get(|| async { "ok" }))
+        .route("/devhub/demo", get(demo))
+        .route("/devhub/events", get(events))
+        .route("/devhub/events/stream", get(events_stream))
+        .route("/devhub/faults", post(faults))
+        .with_state(state)
+        .layer(CorsLayer::very_permissive());
+    if let Some(dir) = app_dir {
+        r = r.fallback_service(tower_http::services::ServeDir::new(dir));
+    }
+    r
+}
+
+/// An error answer in the hub's JSON shape.
+struct ApiError(ServiceError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self.0.body(now_ms()))).into_response()
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> ApiError {
+        ApiError(e)
+    }
+}
+
+fn bad_request(msg: impl Into<String>) -> ApiError {
+    ApiError(ServiceError {
+        status: 400,
+        code: 400004,
+        message: msg.into(),
+    })
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Extractor: the request carries a valid iothubowner SAS token.
+struct Authorized;
+
+impl FromRequestParts<AppState> for Authorized {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &AppState,
+    ) -> Result<Self, ApiError> {
+        let h = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        s.shared
+            .read_hub(|hub| hub.check_service_token(h, now_ms()))?;
+        Ok(Authorized)
+    }
+}
+
+fn if_match(h: &HeaderMap) -> Option<String> {
+    h.get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn json_body(body: &Bytes) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| bad_request(format!("request body is not valid JSON: {e}")))
+}
+
+async fn websocket(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let offered = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("mqtt"));
+    let Ok(ws) = ws else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "expected a WebSocket upgrade with subprotocol mqtt",
+        )
+            .into_response();
+    };
+    if !offered {
+        return (
+            StatusCode::BAD_REQUEST,
+            "the WebSocket subprotocol must be mqtt",
+        )
+            .into_response();
+    }
+    let shared = s.shared.clone();
+    ws.protocols(["mqtt", "MQTT"])
+        .max_frame_size(1 << 20)
+        .on_upgrade(move |socket| serve_websocket(shared, socket))
+        .into_response()
+}
+
+// ------------------------------------------------------------------ identities
+
+async fn list_devices(_: Authorized, State(s): State<AppState>) -> ApiResult {
+    let v = s.shared.read_hub(|h| -> Result<Value, ServiceError> {
+        let list = h.store().devices()?;
+        Ok(Value::Array(
+            list.iter().map(|r| h.identity_json(r)).collect(),
+        ))
+    })?;
+    Ok(Json(v).into_response())
+}
+
+async fn list_modules(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let v = s.shared.read_hub(|h| -> Result<Value, ServiceError> {
+        let list = h.store().modules(&id)?;
+        Ok(Value::Array(
+            list.iter().map(|r| h.identity_json(r)).collect(),
+        ))
+    })?;
+    Ok(Json(v).into_response())
+}
+
+fn put_identity(
+    s: &AppState,
+    device: &str,
+    module: Option<&str>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult {
+    let body = json_body(body)?;
+    let im = if_match(headers);
+    let v = s.shared.with_hub(|h| {
+        (
+            h.put_identity(device, module, &body, im.as_deref(), now_ms()),
+            Vec::new(),
+        )
+    })?;
+    Ok(Json(v).into_response())
+}
+
+fn get_identity(s: &AppState, device: &str, module: Option<&str>) -> ApiResult {
+    let v = s.shared.read_hub(|h| -> Result<Value, ServiceError> {
+        let id = DeviceId::new(device).map_err(|e| ServiceError {
+            status: 400,
+            code: 400004,
+            message: e.to_string(),
+        })?;
+        let rec = h
+            .store()
+            .identity(id.as_str(), module)?
+            .ok_or_else(|| ServiceError {
+                status: 404,
+                code: if module.is_some() { 404010 } else { 404001 },
+                message: format!(
+                    "{} does not exist",
+                    module.map_or(device.to_string(), |m| format!("{device}/{m}"))
+                ),
+            })?;
+        Ok(h.identity_json(&rec))
+    })?;
+    Ok(Json(v).into_response())
+}
+
+fn delete_identity(s: &AppState, device: &str, module: Option<&str>) -> ApiResult {
+    s.shared
+        .with_hub(|h| match h.delete_identity(device, module, now_ms()) {
+            Ok(actions) => (Ok(()), actions),
+            Err(e) => (Err(e), Vec::new()),
+        })?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn put_device(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    put_identity(&s, &id, None, &headers, &body)
+}
+async fn get_device(_: Authorized, State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    get_identity(&s, &id, None)
+}
+async fn delete_device(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    delete_identity(&s, &id, None)
+}
+async fn put_module(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path((id, mid)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    put_identity(&s, &id, Some(&mid), &headers, &body)
+}
+async fn get_module(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path((id, mid)): Path<(String, String)>,
+) -> ApiResult {
+    get_identity(&s, &id, Some(&mid))
+}
+async fn delete_module(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path((id, mid)): Path<(String, String)>,
+) -> ApiResult {
+    delete_identity(&s, &id, Some(&mid))
+}
+
+// ------------------------------------------------------------------ twins
+
+fn twin_get(s: &AppState, device: &str, module: Option<&str>) -> ApiResult {
+    Ok(Json(s.shared.read_hub(|h| h.twin_json(device, module))?).into_response())
+}
+
+fn twin_update(
+    s: &AppState,
+    device: &str,
+    module: Option<&str>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    replace: bool,
+) -> ApiResult {
+    let body = json_body(body)?;
+    let im = if_match(headers);
+    let v = s.shared.with_hub(|h| {
+        match h.update_twin(device, module, &body, replace, im.as_deref(), now_ms()) {
+            Ok((v, actions)) => (Ok(v), actions),
+            Err(e) => (Err(e), Vec::new()),
+        }
+    })?;
+    Ok(Json(v).into_response())
+}
+
+async fn get_twin(_: Authorized, State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    twin_get(&s, &id, None)
+}
+async fn patch_twin(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    twin_update(&s, &id, None, &headers, &body, false)
+}
+async fn replace_twin(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    twin_update(&s, &id, None, &headers, &body, true)
+}
+async fn get_module_twin(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path((id, mid)): Path<(String, String)>,
+) -> ApiResult {
+    twin_get(&s, &id, Some(&mid))
+}
+async fn patch_module_twin(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path((id, mid)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    twin_update(&s, &id, Some(&mid), &headers, &body, false)
+}
+async fn replace_module_twin(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path((id, mid)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    twin_update(&s, &id, Some(&mid), &headers, &body, true)
+}
+
+// ------------------------------------------------------------------ methods
+
+async fn invoke_method(
+    s: &AppState,
+    device: &str,
+    module: Option<&str>,
+    body: &Bytes,
+) -> ApiResult {
+    let body = json_body(body)?;
+    let name = body["methodName"]
+        .as_str()
+        .ok_or_else(|| bad_request("methodName is required"))?
+        .to_string();
+    let response_timeout = body["responseTimeoutInSeconds"].as_u64().unwrap_or(30);
+    if !(5..=300).contains(&response_timeout) {
+        return Err(bad_request(
+            "responseTimeoutInSeconds must be between 5 and 300",
+        ));
+    }
+    let connect_timeout = body["connectTimeoutInSeconds"].as_u64().unwrap_or(0);
+    if connect_timeout > 300 {
+        return Err(bad_request("connectTimeoutInSeconds must be at most 300"));
+    }
+    let payload = body.get("payload").cloned().unwrap_or(Value::Null);
+    let connect_deadline = tokio::time::Instant::now() + Duration::from_secs(connect_timeout);
+    let (call, rx) = loop {
+        // Register the waiter under the hub lock's shadow: the request is dispatched only
+        // after `wait_call`, so the answer cannot arrive first.
+        let started =
+            s.shared
+                .with_hub(|h| match h.invoke_method(device, module, &name, &payload) {
+                    Ok((call, actions)) => (Ok((call, s.shared.wait_call(call))), actions),
+                    Err(e) => (Err(e), Vec::new()),
+                });
+        match started {
+            Ok(pair) => break pair,
+            Err(e) if e.code == 404103 && tokio::time::Instant::now() < connect_deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(response_timeout), rx).await {
+        Ok(Ok((status, payload))) => {
+            Ok(Json(json!({"status": status, "payload": payload})).into_response())
+        }
+        _ => {
+            s.shared.forget_call(call);
+            s.shared.with_hub(|h| {
+                h.cancel_method(call);
+                ((), Vec::new())
+            });
+            Err(ApiError(ServiceError {
+                status: 504,
+                code: 504101,
+                message: format!("the device did not answer {name:?} within {response_timeout} s"),
+            }))
+        }
+    }
+}
+
+async fn invoke_device_method(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    invoke_method(&s, &id, None, &body).await
+}
+async fn invoke_module_method(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path((id, mid)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    invoke_method(&s, &id, Some(&mid), &body).await
+}
+
+// ------------------------------------------------------------------ C2D
+
+/// `POST /devices/{id}/messages/deviceBound`: the body is the message; headers carry
+/// `iothub-messageid`, `iothub-correlationid`, `iothub-userid`, `iothub-ack`,
+/// `iothub-expiry` (ISO-8601), `content-type`, `content-encoding` and `iothub-app-{name}`.
+async fn send_c2d(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let h = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let mut props = PropertyBag::default();
+    props.system.message_id = h("iothub-messageid");
+    props.system.correlation_id = h("iothub-correlationid");
+    props.system.user_id = h("iothub-userid");
+    props.system.content_type = h("content-type");
+    props.system.content_encoding = h("content-encoding");
+    if let Some(ack) = h("iothub-ack") {
+        if !["none", "positive", "negative", "full"].contains(&ack.as_str()) {
+            return Err(bad_request(
+                "iothub-ack must be none, positive, negative or full",
+            ));
+        }
+        props.system.ack = Some(ack);
+    }
+    let now = now_ms();
+    let ttl = match h("iothub-expiry") {
+        None => None,
+        Some(e) => {
+            let t = chrono::DateTime::parse_from_rfc3339(&e)
+                .map_err(|_| bad_request("iothub-expiry must be an ISO-8601 time"))?;
+            props.system.expiry = Some(e.clone());
+            Some((t.timestamp_millis() as u64).saturating_sub(now))
+        }
+    };
+    for (name, value) in &headers {
+        if let Some(app) = name.as_str().strip_prefix("iothub-app-") {
+            let v = value
+                .to_str()
+                .map_err(|_| bad_request(format!("header {name} is not ASCII")))?;
+            props.app.push((app.to_string(), Some(v.to_string())));
+        }
+    }
+    let mid = s
+        .shared
+        .with_hub(|hub| match hub.send_c2d(&id, &body, props, ttl, now) {
+            Ok((mid, actions)) => (Ok(mid), actions),
+            Err(e) => (Err(e), Vec::new()),
+        })?;
+    Ok(Json(json!({"messageId": mid})).into_response())
+}
+
+// ------------------------------------------------------------------ devhub's own
+
+async fn demo(State(s): State<AppState>, headers: HeaderMap) -> ApiResult {
+    let Some(device) = s.cfg.demo_device.clone() else {
+        return Err(ApiError(ServiceError {
+            status: 404,
+            code: 404001,
+            message: "devhub runs without --demo".into(),
+        }));
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1:8080")
+        .to_string();
+    let id = Identity::device(DeviceId::new(&device).map_err(|e| bad_request(e.to_string()))?);
+    let cs = s.shared.read_hub(|h| h.connection_string(&id, None))?;
+    let hub = s.shared.read_hub(|h| h.config().hub_name.clone());
+    Ok(Json(json!({
+        "deviceId": device,
+        "hubName": hub,
+        "connectionString": cs,
+        "websocketUrl": format!("ws://{host}/$iothub/websocket"),
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    device: Option<String>,
+    #[serde(default)]
+    after: i64,
+    limit: Option<u32>,
+}
+
+async fn events(State(s): State<AppState>, Query(q): Query<EventsQuery>) -> ApiResult {
+    let list = s
+        .shared
+        .read_hub(|h| {
+            h.store().events(
+                q.device.as_deref(),
+                q.after,
+                q.limit.unwrap_or(1000).min(10_000),
+            )
+        })
+        .map_err(ServiceError::from)?;
+    Ok(Json(list).into_response())
+}
+
+async fn events_stream(
+    State(s): State<AppState>,
+    Query(q): Query<EventsQuery>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let device = q.device;
+    let stream = BroadcastStream::new(s.shared.events()).filter_map(move |ev| {
+        let ev = ev.ok()?;
+        if device.as_deref().is_some_and(|d| d != ev.device_id) {
+            return None;
+        }
+        Some(Ok(Event::default()
+            .id(ev.seq.to_string())
+            .json_data(&ev)
+            .unwrap_or_default()))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+enum FaultRequest {
+    /// Drop a device's connections now.
+    Drop { device: String },
+    /// Fail the next `count` operations of `op` with `status`.
+    Fail {
+        op: FaultOp,
+        count: u32,
+        status: u16,
+    },
+    /// Delay every answer by `ms`.
+    Delay { ms: u64 },
+    /// Drop connections at random.
+    DropRate { rate: f64, seed: u64 },
+    /// Clear every fault.
+    Clear,
+}
+
+async fn faults(State(s): State<AppState>, body: Bytes) -> ApiResult {
+    let req: FaultRequest = serde_json::from_slice(&body).map_err(|e| {
+        bad_request(format!(
+            "fault request: {e}; expected {{\"action\": \"drop\" | \"fail\" | \"delay\" | \"drop-rate\" | \"clear\", ...}}"
+        ))
+    })?;
+    s.shared.with_hub(|h| match req {
+        FaultRequest::Drop { device } => ((), h.drop_device(&device, now_ms())),
+        FaultRequest::Fail { op, count, status } => {
+            h.fail_next(op, count, status);
+            ((), Vec::new())
+        }
+        FaultRequest::Delay { ms } => {
+            h.set_delay(ms);
+            ((), Vec::new())
+        }
+        FaultRequest::DropRate { rate, seed } => {
+            h.set_drop_rate(rate, seed);
+            ((), Vec::new())
+        }
+        FaultRequest::Clear => {
+            h.clear_faults();
+            ((), Vec::new())
+        }
+    });
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
