@@ -1,0 +1,468 @@
+//! End to end: the real `devhub` binary on an ephemeral loopback port, a device speaking
+//! MQTT over a real WebSocket (this crate's codec), and the service REST API over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use twinscope_proto::iothub::{sas, ConnectionString, SymmetricKey, Topic};
+use twinscope_proto::mqtt::{
+    ConnAck, Connect, ConnectReturnCode, Decoder, Packet, PacketId, Publish, QoS, QosPid,
+    Subscribe, SubscribeFilter,
+};
+
+/// A devhub process, killed on drop.
+struct Devhub {
+    child: Child,
+    addr: String,
+    service_key: SymmetricKey,
+    devices: Vec<String>,
+}
+
+impl Drop for Devhub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(extra: &[&str], data: Option<&Path>) -> Devhub {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_devhub"));
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--hub-name",
+        "localhost",
+        "--device",
+        "d1",
+        "--device",
+        "d2",
+        "--quiet",
+    ]);
+    match data {
+        Some(p) => cmd.arg("--data").arg(p),
+        None => cmd.arg("--in-memory"),
+    };
+    let mut child = cmd
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start devhub");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut addr, mut service, mut devices) = (None, None, Vec::new());
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(s) = line.strip_prefix("devhub: service      ") {
+            service = Some(s.to_string());
+        } else if let Some(s) = line.strip_prefix("devhub: device       ") {
+            devices.push(s.to_string());
+        } else if let Some(s) = line.strip_prefix("devhub: listening    http://") {
+            addr = Some(s.split('/').next().unwrap().to_string());
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let service = ConnectionString::parse(&service.expect("service line")).unwrap();
+    Devhub {
+        child,
+        addr: addr.expect("listening line"),
+        service_key: service.shared_access_key.unwrap(),
+        devices,
+    }
+}
+
+impl Devhub {
+    fn device(&self, id: &str) -> ConnectionString {
+        let cs = self
+            .devices
+            .iter()
+            .find(|d| d.contains(&format!("DeviceId={id};")))
+            .expect("device printed");
+        ConnectionString::parse(cs).unwrap()
+    }
+
+    fn auth(&self) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        sas::build_token(
+            "localhost",
+            &self.service_key,
+            now + 600,
+            Some("iothubowner"),
+        )
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// A device over WebSocket.
+struct Device {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    buf: Vec<u8>,
+}
+
+impl Device {
+    async fn open(hub: &Devhub) -> Device {
+        let mut req = format!("ws://{}/$iothub/websocket", hub.addr)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
+        let (ws, resp) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("websocket upgrade");
+        assert_eq!(resp.headers()["sec-websocket-protocol"], "mqtt");
+        Device {
+            ws,
+            buf: Vec::new(),
+        }
+    }
+
+    async fn connect(hub: &Devhub, id: &str, clean: bool) -> (Device, ConnAck) {
+        let mut d = Device::open(hub).await;
+        let cs = hub.device(id);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let token = sas::build_token(
+            &format!("localhost/devices/{id}"),
+            cs.shared_access_key.as_ref().unwrap(),
+            now + 600,
+            None,
+        );
+        d.send(Packet::Connect(Connect {
+            client_id: id.into(),
+            keep_alive: 60,
+            clean_session: clean,
+            last_will: None,
+            username: Some(format!("localhost/{id}/?api-version=2021-04-12")),
+            password: Some(token.into_bytes()),
+        }))
+        .await;
+        let Some(Packet::ConnAck(ack)) = d.recv().await else {
+            panic!("no CONNACK")
+        };
+        (d, ack)
+    }
+
+    async fn send(&mut self, p: Packet) {
+        self.ws
+            .send(Message::Binary(p.to_bytes().unwrap().into()))
+            .await
+            .unwrap();
+    }
+
+    /// The next packet, or None when the hub closes the connection.
+    async fn recv(&mut self) -> Option<Packet> {
+        loop {
+            if let Some((p, used)) = Decoder::default().decode(&self.buf).unwrap() {
+                self.buf.drain(..used);
+                return Some(p);
+            }
+            match tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .expect("hub answered in time")
+            {
+                Some(Ok(Message::Binary(b))) => self.buf.extend_from_slice(&b),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    async fn recv_publish(&mut self) -> Publish {
+        match self.recv().await {
+            Some(Packet::Publish(p)) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+
+    async fn subscribe_all(&mut self) {
+        let filters = [
+            "devices/d1/messages/devicebound/#",
+            "$iothub/twin/res/#",
+            "$iothub/twin/PATCH/properties/desired/#",
+            "$iothub/methods/POST/#",
+        ];
+        self.send(Packet::Subscribe(Subscribe {
+            pkid: PacketId::new(1).unwrap(),
+            filters: filters
+                .iter()
+                .map(|f| SubscribeFilter {
+                    filter: f.to_string(),
+                    qos: if f.starts_with("devices") {
+                        QoS::AtLeastOnce
+                    } else {
+                        QoS::AtMostOnce
+                    },
+                })
+                .collect(),
+        }))
+        .await;
+        assert!(matches!(self.recv().await, Some(Packet::SubAck(_))));
+    }
+}
+
+fn publish(topic: &str, payload: &[u8], qospid: QosPid) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qospid,
+        retain: false,
+        topic: topic.into(),
+        payload: payload.to_vec(),
+    })
+}
+
+#[tokio::test]
+async fn device_and_service_meet_over_websocket_and_rest() {
+    let hub = start(&[], None);
+    let http = reqwest::Client::new();
+
+    // A WebSocket without the mqtt subprotocol is refused with 400.
+    let r = http
+        .get(hub.url("/$iothub/websocket"))
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // The service API wants a token.
+    assert_eq!(
+        http.get(hub.url("/devices/d1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    let (mut dev, ack) = Device::connect(&hub, "d1", true).await;
+    assert_eq!(ack.code, ConnectReturnCode::Accepted);
+    dev.subscribe_all().await;
+
+    // Telemetry with properties arrives in the events API with the hub's stamps.
+    dev.send(publish(
+        "devices/d1/messages/events/$.ct=application%2Fjson&level=high",
+        br#"{"t":21}"#,
+        QosPid::AtLeastOnce(PacketId::new(7).unwrap()),
+    ))
+    .await;
+    assert_eq!(
+        dev.recv().await,
+        Some(Packet::PubAck(PacketId::new(7).unwrap()))
+    );
+    let events: Value = http
+        .get(hub.url("/devhub/events?device=d1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events[0]["body"], r#"{"t":21}"#);
+    assert_eq!(events[0]["properties"]["application"]["level"], "high");
+    assert_eq!(
+        events[0]["properties"]["stamps"]["iothub-connection-device-id"],
+        "d1"
+    );
+
+    // Twin: reported patch from the device, read by the service.
+    dev.send(publish(
+        "$iothub/twin/PATCH/properties/reported/?$rid=1",
+        br#"{"fw":"1.2"}"#,
+        QosPid::AtMostOnce,
+    ))
+    .await;
+    let p = dev.recv_publish().await;
+    assert_eq!(
+        Topic::parse(&p.topic).unwrap(),
+        Topic::TwinResponse {
+            status: 204,
+            rid: "1".into(),
+            version: Some(2)
+        }
+    );
+    let twin: Value = http
+        .get(hub.url("/twins/d1"))
+        .header("Authorization", hub.auth())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(twin["properties"]["reported"]["fw"], "1.2");
+
+    // Desired patch from the service reaches the device.
+    let r = http
+        .patch(hub.url("/twins/d1"))
+        .header("Authorization", hub.auth())
+        .json(&json!({"properties": {"desired": {"interval": 10}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let p = dev.recv_publish().await;
+    assert_eq!(p.topic, "$iothub/twin/PATCH/properties/desired/?$version=2");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&p.payload).unwrap(),
+        json!({"interval": 10, "$version": 2})
+    );
+
+    // C2D from the service, with properties, completed by PUBACK.
+    let r = http
+        .post(hub.url("/devices/d1/messages/deviceBound"))
+        .header("Authorization", hub.auth())
+        .header("iothub-messageid", "c2d-1")
+        .header("iothub-app-color", "red")
+        .body("hello device")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let p = dev.recv_publish().await;
+    assert_eq!(p.payload, b"hello device");
+    let Topic::C2d { props, .. } = Topic::parse(&p.topic).unwrap() else {
+        panic!("not C2D: {}", p.topic)
+    };
+    assert_eq!(props.system.message_id.as_deref(), Some("c2d-1"));
+    assert_eq!(props.app_value("color"), Some(Some("red")));
+    dev.send(Packet::PubAck(p.qospid.pid().unwrap())).await;
+
+    // A direct method: the service waits while the device answers.
+    let call = {
+        let http = http.clone();
+        let (url, auth) = (hub.url("/twins/d1/methods"), hub.auth());
+        tokio::spawn(async move {
+            http.post(url).header("Authorization", auth).json(&json!({"methodName": "reboot", "payload": {"in": 1}, "responseTimeoutInSeconds": 10}))
+                .send().await.unwrap()
+        })
+    };
+    let p = dev.recv_publish().await;
+    let Topic::MethodRequest { name, rid } = Topic::parse(&p.topic).unwrap() else {
+        panic!()
+    };
+    assert_eq!(name, "reboot");
+    dev.send(publish(
+        &format!("$iothub/methods/res/200/?$rid={rid}"),
+        br#"{"done":true}"#,
+        QosPid::AtMostOnce,
+    ))
+    .await;
+    let r = call.await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"status": 200, "payload": {"done": true}})
+    );
+
+    // A method on a device that is not connected: 404 with 404103.
+    let r = http
+        .post(hub.url("/twins/d2/methods"))
+        .header("Authorization", hub.auth())
+        .json(&json!({"methodName": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], 404103);
+
+    // The fault API drops the connection.
+    let r = http
+        .post(hub.url("/devhub/faults"))
+        .json(&json!({"action": "drop", "device": "d1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(dev.recv().await, None);
+
+    // Publishing to another device's topic closes the connection; devhub serves others.
+    let (mut d2, _) = Device::connect(&hub, "d2", true).await;
+    d2.send(publish(
+        "devices/d1/messages/events/",
+        b"spoof",
+        QosPid::AtMostOnce,
+    ))
+    .await;
+    assert_eq!(d2.recv().await, None);
+    let (mut d1, ack) = Device::connect(&hub, "d1", true).await;
+    assert_eq!(ack.code, ConnectReturnCode::Accepted);
+    d1.send(Packet::PingReq).await;
+    assert_eq!(d1.recv().await, Some(Packet::PingResp));
+}
+
+#[tokio::test]
+async fn a_method_nobody_answers_times_out_with_504101() {
+    let hub = start(&[], None);
+    let (mut dev, _) = Device::connect(&hub, "d1", true).await;
+    dev.subscribe_all().await;
+    let r = reqwest::Client::new()
+        .post(hub.url("/twins/d1/methods"))
+        .header("Authorization", hub.auth())
+        .json(&json!({"methodName": "slow", "responseTimeoutInSeconds": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], 504101);
+}
+
+#[tokio::test]
+async fn queued_c2d_and_sessions_survive_kill_9() {
+    let dir = std::env::temp_dir().join(format!("devhub-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = dir.join("hub.sqlite");
+    let hub = start(&[], Some(&db));
+    let http = reqwest::Client::new();
+    // A persistent session subscribes, then goes away.
+    let (mut dev, _) = Device::connect(&hub, "d1", false).await;
+    dev.subscribe_all().await;
+    drop(dev);
+    for i in 0..3 {
+        let r = http
+            .post(hub.url("/devices/d1/messages/deviceBound"))
+            .header("Authorization", hub.auth())
+            .body(format!("m{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "devhub acknowledged message {i}");
+    }
+    let mut hub = hub;
+    // kill -9: no chance to flush anything.
+    hub.child.kill().unwrap();
+    hub.child.wait().unwrap();
+
+    let hub2 = start(&[], Some(&db));
+    let (mut dev, ack) = Device::connect(&hub2, "d1", false).await;
+    assert!(
+        ack.session_present,
+        "the persistent session survived the restart"
+    );
+    // The stored subscriptions deliver the queued messages without a new SUBSCRIBE.
+    for i in 0..3 {
+        let p = dev.recv_publish().await;
+        assert_eq!(p.payload, format!("m{i}").as_bytes());
+        dev.send(Packet::PubAck(p.qospid.pid().unwrap())).await;
+    }
+    drop(hub2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
