@@ -14,7 +14,7 @@ usage: cargo xtask <command>
 commands:
   setup   install what is missing (wasm target, trunk, wasm-bindgen-cli, wasm-opt, chromium)
   build   setup, then build the release web app into dist/
-  serve   build, then serve the app on http://127.0.0.1:8080/
+  serve   build the app and run devhub (demo device) serving it on http://127.0.0.1:8080/
   test    setup, fmt, clippy, native tests, browser tests; ends with `N passed, N failed`
   bench   run the benchmarks and print their numbers (BENCH_MS=ms per case, default 700)
 ";
@@ -58,7 +58,8 @@ fn build() -> Result<(), String> {
     Ok(())
 }
 
-/// `cargo xtask serve`: build, then serve on 127.0.0.1.
+/// `cargo xtask serve`: build the app, then run devhub with a demo device, serving the
+/// app from it, on 127.0.0.1.
 fn serve(args: &[String]) -> Result<(), String> {
     let port = match args {
         [] => "8080".to_string(),
@@ -66,16 +67,20 @@ fn serve(args: &[String]) -> Result<(), String> {
         _ => return Err("usage: cargo xtask serve [--port PORT]".into()),
     };
     let tools = setup::run()?;
-    util::step("build and serve the web app (trunk serve --release)");
-    println!("twinscope will be at http://127.0.0.1:{port}/ once the build below finishes (Ctrl-C stops it)");
-    util::run(tools.cmd("trunk").args([
+    util::step("build the web app (trunk build --release)");
+    util::run(tools.cmd("trunk").args(["build", "--release"]))?;
+    util::step("build devhub");
+    util::run(tools.cmd("cargo").args(["build", "--package", "twinscope-devhub", "--bin", "devhub"]))?;
+    let devhub = util::root().join("target/debug/devhub");
+    util::step("run devhub with a demo device (Ctrl-C stops it)");
+    println!("twinscope: open http://127.0.0.1:{port}/ (devhub serves the app and is its hub)");
+    util::run(tools.cmd(devhub.to_str().unwrap_or("devhub")).args([
         "serve",
-        "--release",
-        "--address",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--no-autoreload",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--demo",
+        "--app",
+        "dist",
     ]))
 }
 
