@@ -70,7 +70,13 @@ fn serve(args: &[String]) -> Result<(), String> {
     util::step("build the web app (trunk build --release)");
     util::run(tools.cmd("trunk").args(["build", "--release"]))?;
     util::step("build devhub");
-    util::run(tools.cmd("cargo").args(["build", "--package", "twinscope-devhub", "--bin", "devhub"]))?;
+    util::run(tools.cmd("cargo").args([
+        "build",
+        "--package",
+        "twinscope-devhub",
+        "--bin",
+        "devhub",
+    ]))?;
     let devhub = util::root().join("target/debug/devhub");
     util::step("run devhub with a demo device (Ctrl-C stops it)");
     println!("twinscope: open http://127.0.0.1:{port}/ (devhub serves the app and is its hub)");

@@ -7,7 +7,9 @@
 //! - wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock;
 //! - wasm-opt 132 from the npm package binaryen@132, into tools/ (ignored by git);
 //! - Debian's chromium, chromium-driver and mosquitto (apt-get when root, else the
-//!   command to run).
+//!   command to run);
+//! - a Python virtual environment `.venv` with the official Azure IoT SDKs
+//!   (crates/devhub/tests/interop/requirements.txt).
 
 use std::env;
 use std::ffi::OsString;
@@ -30,6 +32,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
 /// The tools that setup found or installed, with the PATH that finds them.
 pub struct Tools {
     path: OsString,
+    /// The Python interpreter of the interop tests' virtual environment.
+    pub python: PathBuf,
     pub chromedriver: PathBuf,
     pub mosquitto: PathBuf,
 }
@@ -161,6 +165,9 @@ pub fn run() -> Result<Tools, String> {
     let chromedriver = find("chromedriver").ok_or("chromedriver is still missing after setup")?;
     let mosquitto = find("mosquitto").ok_or("mosquitto is still missing after setup")?;
 
+    // 6. Python with the official Azure IoT SDKs, for devhub's interop tests.
+    let python = python_env(&root, &find, &mut did)?;
+
     if did.is_empty() {
         println!("setup: everything was already installed");
     } else {
@@ -170,6 +177,7 @@ pub fn run() -> Result<Tools, String> {
     }
     Ok(Tools {
         path,
+        python,
         chromedriver,
         mosquitto,
     })
@@ -225,4 +233,45 @@ pub fn apt_install(packages: &[&str]) -> Result<(), String> {
             .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+/// Creates `.venv` and installs `crates/devhub/tests/interop/requirements.txt` into it,
+/// unless the installed requirements are already these.
+fn python_env(
+    root: &Path,
+    find: &dyn Fn(&str) -> Option<PathBuf>,
+    did: &mut Vec<String>,
+) -> Result<PathBuf, String> {
+    let venv = root.join(".venv");
+    let python = venv.join("bin/python");
+    let req = root.join("crates/devhub/tests/interop/requirements.txt");
+    let wanted =
+        std::fs::read_to_string(&req).map_err(|e| format!("read {}: {e}", req.display()))?;
+    let stamp = venv.join("twinscope-requirements.txt");
+    if python.is_file() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str())
+    {
+        ok("Python SDKs (azure-iot-device, azure-iot-hub) in .venv");
+        return Ok(python);
+    }
+    if !python.is_file() {
+        let py = find("python3").ok_or(
+            "python3 is missing: install Python 3 (Debian: apt-get install python3 python3-venv)",
+        )?;
+        run_cmd(Command::new(py).args(["-m", "venv"]).arg(&venv))?;
+    }
+    run_cmd(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(&req),
+    )?;
+    std::fs::write(&stamp, wanted).map_err(|e| format!("write {}: {e}", stamp.display()))?;
+    did.push("installed the Python SDKs for the interop tests into .venv".into());
+    Ok(python)
 }

@@ -62,8 +62,34 @@ impl Tally {
     }
 }
 
-/// Reads `test result: ok. 12 passed; 0 failed; ...` into (passed, failed).
+/// Reads a test runner's summary into (passed, failed): cargo's
+/// `test result: ok. 12 passed; 0 failed; ...` or pytest's `== 1 failed, 4 passed in 2.1s ==`.
 fn parse_result_line(line: &str) -> Option<(u64, u64)> {
+    parse_cargo_line(line).or_else(|| parse_pytest_line(line))
+}
+
+fn parse_pytest_line(line: &str) -> Option<(u64, u64)> {
+    let body = line.trim().trim_matches('=').trim();
+    let (counts, time) = body.rsplit_once(" in ")?;
+    if !time.trim_end().ends_with('s') {
+        return None;
+    }
+    let (mut passed, mut failed, mut any) = (0, 0, false);
+    for part in counts.split(", ") {
+        let (n, word) = part.trim().split_once(' ')?;
+        let n: u64 = n.parse().ok()?;
+        match word {
+            "passed" => passed += n,
+            "failed" | "error" | "errors" => failed += n,
+            "skipped" | "deselected" | "warning" | "warnings" | "xfailed" | "xpassed" => {}
+            _ => return None,
+        }
+        any = true;
+    }
+    any.then_some((passed, failed))
+}
+
+fn parse_cargo_line(line: &str) -> Option<(u64, u64)> {
     let rest = line.trim().strip_prefix("test result: ")?;
     let count = |word: &str| -> Option<u64> {
         rest.split(';').find_map(|part| {
@@ -127,6 +153,31 @@ pub fn run() -> ExitCode {
             .env("MOSQUITTO", &tools.mosquitto)
             .env("TWINSCOPE_REQUIRE_MOSQUITTO", "1"),
     );
+    t.check(
+        "build devhub for the interop tests",
+        tools
+            .cmd("cargo")
+            .args(["build", "--package", "twinscope-devhub", "--bin", "devhub"]),
+    );
+    t.tests(
+        "interop: official Azure IoT Python SDKs against devhub (TLS on 127.0.0.1:443 and :8883)",
+        tools
+            .cmd(tools.python.to_str().unwrap_or("python3"))
+            .args([
+                "-m",
+                "pytest",
+                "crates/devhub/tests/interop",
+                "-q",
+                "-p",
+                "no:warnings",
+                "-p",
+                "no:cacheprovider",
+            ])
+            .env(
+                "DEVHUB_BIN",
+                crate::util::root().join("target/debug/devhub"),
+            ),
+    );
     t.tests(
         "browser tests (wasm-bindgen-test in headless Chromium)",
         tools
@@ -169,5 +220,12 @@ mod tests {
             Some((3, 2))
         );
         assert_eq!(parse_result_line("running 3 tests"), None);
+        assert_eq!(parse_result_line("5 passed in 0.65s"), Some((5, 0)));
+        assert_eq!(
+            parse_result_line("===== 1 failed, 4 passed, 6 warnings in 2.10s ====="),
+            Some((4, 1))
+        );
+        assert_eq!(parse_result_line("2 passed, 1 error in 1.0s"), Some((2, 1)));
+        assert_eq!(parse_result_line("devhub: listening in http"), None);
     }
 }

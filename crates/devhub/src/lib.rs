@@ -7,3 +7,4 @@ pub mod http;
 pub mod hub;
 pub mod net;
 pub mod store;
+pub mod tls;

@@ -9,6 +9,7 @@ use twinscope_devhub::http::{router, HttpConfig};
 use twinscope_devhub::hub::{generate_key, Hub, HubConfig};
 use twinscope_devhub::net::{now_ms, ticker, Shared};
 use twinscope_devhub::store::Store;
+use twinscope_devhub::tls;
 use twinscope_proto::iothub::{sas, DeviceId, Identity, SymmetricKey};
 
 #[derive(Parser)]
@@ -48,6 +49,16 @@ struct ServeArgs {
     /// HTTP: the REST API and MQTT over WebSocket at /$iothub/websocket.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// HTTPS and WSS (as on the hub's port 443), with the certificate from --tls-dir.
+    #[arg(long)]
+    tls_listen: Option<SocketAddr>,
+    /// MQTT over TLS (as on the hub's port 8883).
+    #[arg(long)]
+    mqtt_tls_listen: Option<SocketAddr>,
+    /// Where the CA (DIR/ca.pem) and server certificate live; created on first use
+    /// [default: next to the store, or a temporary folder with --in-memory].
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
     /// The HostName that tokens and user names must name.
     #[arg(long, default_value = "localhost")]
     hub_name: String,
@@ -186,6 +197,29 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
     }
 
+    let tls_files = if args.tls_listen.is_some() || args.mqtt_tls_listen.is_some() {
+        let dir = args
+            .tls_dir
+            .clone()
+            .unwrap_or_else(|| match (&args.data, args.in_memory) {
+                (_, true) => {
+                    std::env::temp_dir().join(format!("devhub-tls-{}", std::process::id()))
+                }
+                (Some(p), false) => p
+                    .parent()
+                    .map(|d| d.join("tls"))
+                    .unwrap_or_else(|| PathBuf::from("tls")),
+                (None, false) => default_data()
+                    .parent()
+                    .map(|d| d.join("tls"))
+                    .unwrap_or_else(|| PathBuf::from("tls")),
+            });
+        let files = tls::ensure_files(&dir, &args.hub_name)?;
+        println!("devhub: CA           {}", files.ca.display());
+        Some(files)
+    } else {
+        None
+    };
     let shared = Shared::new(hub, !args.quiet);
     let cfg = HttpConfig {
         demo_device: args.demo.then(|| DEMO_DEVICE.to_string()),
@@ -205,7 +239,19 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             println!("devhub: app          http://{addr}/");
         }
         tokio::spawn(ticker(shared.clone()));
-        let app = router(shared, cfg);
+        let app = router(shared.clone(), cfg);
+        if let (Some(addr), Some(files)) = (args.tls_listen, &tls_files) {
+            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            let cfg = tls::server_config(files, &[b"http/1.1"])?;
+            println!("devhub: listening    https://{}/ (REST, MQTT over WebSocket at wss://{}/$iothub/websocket)", l.local_addr().map_err(|e| e.to_string())?, l.local_addr().map_err(|e| e.to_string())?);
+            tokio::spawn(tls::serve_https(l, cfg, app.clone()));
+        }
+        if let (Some(addr), Some(files)) = (args.mqtt_tls_listen, &tls_files) {
+            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            let cfg = tls::server_config(files, &[])?;
+            println!("devhub: listening    mqtts://{} (MQTT over TLS)", l.local_addr().map_err(|e| e.to_string())?);
+            tokio::spawn(tls::serve_mqtt_tls(l, cfg, shared.clone()));
+        }
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;

@@ -1,0 +1,147 @@
+"""The official Python SDKs against devhub: device SDK over WebSocket/TLS (443) and
+MQTT/TLS (8883), service SDK over HTTPS."""
+
+import json
+import threading
+import time
+
+import pytest
+from azure.iot.device import IoTHubDeviceClient, IoTHubModuleClient, Message, MethodResponse
+from azure.iot.hub import IoTHubRegistryManager
+from azure.iot.hub.models import CloudToDeviceMethod, Twin, TwinProperties
+
+
+def ca_text(hub):
+    with open(hub.ca) as f:
+        return f.read()
+
+
+def device_client(hub, device="sdk-dev", websockets=True):
+    return IoTHubDeviceClient.create_from_connection_string(
+        hub.device_cs(device), websockets=websockets, server_verification_cert=ca_text(hub),
+        connection_retry=False)
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("websockets", [True, False], ids=["wss-443", "mqtts-8883"])
+def test_telemetry_with_properties_and_twin(devhub, websockets):
+    client = device_client(devhub, websockets=websockets)
+    client.connect()
+    try:
+        msg = Message(json.dumps({"temp": 21.5}))
+        msg.message_id = f"mid-{websockets}"
+        msg.content_type = "application/json"
+        msg.content_encoding = "utf-8"
+        msg.custom_properties["alert"] = "high temp"
+        client.send_message(msg)
+        assert wait_for(lambda: any(e["properties"]["system"].get("$.mid") == f"mid-{websockets}"
+                                    for e in devhub.events("sdk-dev")))
+        ev = next(e for e in devhub.events("sdk-dev") if e["properties"]["system"].get("$.mid") == f"mid-{websockets}")
+        assert ev["properties"]["system"]["$.ct"] == "application/json"
+        assert ev["properties"]["application"]["alert"] == "high temp"
+        assert json.loads(ev["body"]) == {"temp": 21.5}
+        assert ev["properties"]["stamps"]["iothub-connection-device-id"] == "sdk-dev"
+
+        twin = client.get_twin()
+        assert "desired" in twin and "reported" in twin
+        before = twin["reported"]["$version"]
+        client.patch_twin_reported_properties({"firmware": {"version": "1.0.%d" % int(websockets)}})
+        twin = client.get_twin()
+        assert twin["reported"]["$version"] == before + 1
+        assert twin["reported"]["firmware"]["version"] == "1.0.%d" % int(websockets)
+    finally:
+        client.shutdown()
+
+
+def test_desired_update_method_and_c2d(devhub):
+    client = device_client(devhub)
+    desired, c2d = [], []
+    got_method = threading.Event()
+
+    def on_method(req):
+        got_method.set()
+        client.send_method_response(MethodResponse.create_from_method_request(req, 201, {"echo": req.payload}))
+
+    client.on_twin_desired_properties_patch_received = desired.append
+    client.on_method_request_received = on_method
+    client.on_message_received = c2d.append
+    client.connect()
+    try:
+        rm = IoTHubRegistryManager.from_connection_string(devhub.service_cs)
+        twin = rm.get_twin("sdk-dev")
+        rm.update_twin("sdk-dev", Twin(properties=TwinProperties(desired={"interval": 7})), twin.etag)
+        # On connect the SDK hands the handler the whole desired section it fetched
+        # ({"$version": 1}); the update itself follows.
+        assert wait_for(lambda: any(d.get("interval") == 7 for d in desired)), desired
+        update = next(d for d in desired if d.get("interval") == 7)
+        assert update["$version"] == 2
+
+        result = rm.invoke_device_method(
+            "sdk-dev", CloudToDeviceMethod(method_name="reboot", payload={"delay": 1}, response_timeout_in_seconds=15))
+        assert got_method.is_set()
+        assert result.status == 201
+        assert result.payload == {"echo": {"delay": 1}}
+
+        session = devhub.service_session()
+        r = session.post(f"https://localhost:443/devices/sdk-dev/messages/deviceBound?api-version=2021-04-12",
+                         data=b"hello sdk", headers={"iothub-messageid": "c2d-sdk", "iothub-app-color": "blue",
+                                                     "content-type": "text/plain"})
+        assert r.status_code == 200, r.text
+        assert wait_for(lambda: c2d), "C2D message did not arrive"
+        m = c2d[-1]
+        assert m.data == b"hello sdk"
+        assert m.message_id == "c2d-sdk"
+        assert m.custom_properties.get("color") == "blue"
+        assert m.content_type == "text/plain"
+    finally:
+        client.shutdown()
+
+
+def test_service_sdk_creates_devices_and_modules(devhub):
+    rm = IoTHubRegistryManager.from_connection_string(devhub.service_cs)
+    dev = rm.create_device_with_sas("sdk-new", "", "", "enabled")
+    assert dev.device_id == "sdk-new"
+    assert dev.authentication.symmetric_key.primary_key
+    got = rm.get_device("sdk-new")
+    assert got.status == "enabled"
+    mod = rm.create_module_with_sas("sdk-new", "mod1", "", "", "")
+    assert mod.module_id == "mod1"
+
+    cs = (f"HostName=localhost;DeviceId=sdk-new;ModuleId=mod1;"
+          f"SharedAccessKey={mod.authentication.symmetric_key.primary_key};GatewayHostName=127.0.0.1")
+    client = IoTHubModuleClient.create_from_connection_string(
+        cs, websockets=True, server_verification_cert=ca_text(devhub), connection_retry=False)
+    client.connect()
+    try:
+        client.send_message(Message("from module"))
+        assert wait_for(lambda: any(e.get("module_id") == "mod1" for e in devhub.events("sdk-new")))
+        client.patch_twin_reported_properties({"role": "sensor"})
+        twin = rm.get_module_twin("sdk-new", "mod1")
+        assert twin.properties.reported["role"] == "sensor"
+    finally:
+        client.shutdown()
+    rm.delete_device("sdk-new")
+    with pytest.raises(Exception):
+        rm.get_device("sdk-new")
+
+
+def test_wrong_key_is_refused_and_others_keep_working(devhub):
+    bad = devhub.device_cs("sdk-dev2").split(";SharedAccessKey=")[0] + \
+        ";SharedAccessKey=d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktMTI=;GatewayHostName=127.0.0.1"
+    client = IoTHubDeviceClient.create_from_connection_string(
+        bad, websockets=True, server_verification_cert=ca_text(devhub), connection_retry=False)
+    with pytest.raises(Exception):
+        client.connect()
+    client.shutdown()
+    good = device_client(devhub, "sdk-dev2")
+    good.connect()
+    good.send_message(Message("still serving"))
+    good.shutdown()
