@@ -466,3 +466,158 @@ async fn queued_c2d_and_sessions_survive_kill_9() {
     drop(hub2);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn event_stream_delay_and_random_drop_faults() {
+    let hub = start(&[], None);
+    let http = reqwest::Client::new();
+
+    // The server-sent event stream carries telemetry as it is stored.
+    let mut stream = http
+        .get(hub.url("/devhub/events/stream?device=d1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let (mut dev, _) = Device::connect(&hub, "d1", true).await;
+    dev.send(publish(
+        "devices/d1/messages/events/k=v",
+        b"streamed",
+        QosPid::AtLeastOnce(PacketId::new(1).unwrap()),
+    ))
+    .await;
+    assert_eq!(
+        dev.recv().await,
+        Some(Packet::PubAck(PacketId::new(1).unwrap()))
+    );
+    let mut text = String::new();
+    while !text.contains("streamed") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+            .await
+            .expect("event in time")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let data = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data:"))
+        .expect("a data line");
+    let ev: Value = serde_json::from_str(data.trim()).unwrap();
+    assert_eq!(ev["properties"]["application"]["k"], "v");
+
+    // Delay: answers wait at least the given time.
+    let r = http
+        .post(hub.url("/devhub/faults"))
+        .json(&json!({"action": "delay", "ms": 400}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let t = std::time::Instant::now();
+    dev.send(Packet::PingReq).await;
+    assert_eq!(dev.recv().await, Some(Packet::PingResp));
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "answered after {:?}",
+        t.elapsed()
+    );
+
+    // Random drops at rate 1: the next packet ends the connection.
+    http.post(hub.url("/devhub/faults"))
+        .json(&json!({"action": "clear"}))
+        .send()
+        .await
+        .unwrap();
+    http.post(hub.url("/devhub/faults"))
+        .json(&json!({"action": "drop-rate", "rate": 1.0, "seed": 7}))
+        .send()
+        .await
+        .unwrap();
+    dev.send(Packet::PingReq).await;
+    assert_eq!(dev.recv().await, None);
+    http.post(hub.url("/devhub/faults"))
+        .json(&json!({"action": "clear"}))
+        .send()
+        .await
+        .unwrap();
+    let (mut dev, _) = Device::connect(&hub, "d1", true).await;
+    dev.send(Packet::PingReq).await;
+    assert_eq!(dev.recv().await, Some(Packet::PingResp));
+
+    // A malformed fault request says what is expected.
+    let r = http
+        .post(hub.url("/devhub/faults"))
+        .json(&json!({"action": "explode"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("drop-rate"));
+}
+
+#[tokio::test]
+async fn expired_tokens_qos2_and_oversize_end_as_the_hub_ends_them() {
+    let hub = start(&[], None);
+    // Expired token: CONNACK 5.
+    let mut d = Device::open(&hub).await;
+    let key = hub.device("d1").shared_access_key.unwrap();
+    d.send(Packet::Connect(Connect {
+        client_id: "d1".into(),
+        keep_alive: 60,
+        clean_session: true,
+        last_will: None,
+        username: Some("localhost/d1/?api-version=2021-04-12".into()),
+        password: Some(
+            sas::build_token("localhost/devices/d1", &key, 1_000_000, None).into_bytes(),
+        ),
+    }))
+    .await;
+    assert_eq!(
+        d.recv().await,
+        Some(Packet::ConnAck(ConnAck {
+            session_present: false,
+            code: ConnectReturnCode::NotAuthorized
+        }))
+    );
+    assert_eq!(d.recv().await, None);
+
+    // QoS 2 publish: closed.
+    let (mut d, _) = Device::connect(&hub, "d1", true).await;
+    d.send(publish(
+        "devices/d1/messages/events/",
+        b"x",
+        QosPid::ExactlyOnce(PacketId::new(1).unwrap()),
+    ))
+    .await;
+    assert_eq!(d.recv().await, None);
+
+    // Over 256 KB: closed, nothing stored.
+    let (mut d, _) = Device::connect(&hub, "d1", true).await;
+    d.send(publish(
+        "devices/d1/messages/events/",
+        &vec![b'a'; 262_145],
+        QosPid::AtLeastOnce(PacketId::new(1).unwrap()),
+    ))
+    .await;
+    assert_eq!(d.recv().await, None);
+    let events: Value = reqwest::get(hub.url("/devhub/events?device=d1"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events.as_array().unwrap().len(), 0);
+
+    // Malformed bytes: closed; the hub keeps serving.
+    let mut raw = Device::open(&hub).await;
+    raw.ws
+        .send(Message::Binary(vec![0xf0, 0x00].into()))
+        .await
+        .unwrap();
+    assert_eq!(raw.recv().await, None);
+    let (mut d2, ack) = Device::connect(&hub, "d2", true).await;
+    assert_eq!(ack.code, ConnectReturnCode::Accepted);
+    d2.send(Packet::PingReq).await;
+    assert_eq!(d2.recv().await, Some(Packet::PingResp));
+}
