@@ -9,3 +9,4 @@
 
 pub mod iothub;
 pub mod mqtt;
+pub mod session;
