@@ -1,7 +1,11 @@
-//! Browser glue around the device session: the only module that touches browser APIs.
-//!
-//! The WebSocket transport and the device session arrive with the Device session issue;
-//! until then the app holds one honest state, [`ConnStatus::Disconnected`].
+//! Browser glue around the device session: the only module that touches browser APIs
+//! (WebSocket, timers, clock, fetch).
+
+mod device;
+mod hub;
+
+pub use device::{now_ms, Device, TrafficEntry, TRAFFIC_LIMIT};
+pub use hub::{fetch_demo, DemoDevice};
 
 /// What the header says about the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,17 +2,56 @@
 
 use leptos::prelude::*;
 
-/// Connection string, endpoint override, connect and disconnect.
-///
-/// The device session is not built yet, so Connect stays disabled and says so; the fields
-/// are real inputs and keep what the user types (in memory only: keys are never persisted).
+use crate::client::{fetch_demo, ConnStatus, Device};
+
+/// Connection string, endpoint override, token lifetime, connect and disconnect.
+/// The connection string is kept in memory only: keys are never persisted.
 #[component]
 pub fn ConnectionPanel() -> impl IntoView {
+    let device = expect_context::<Device>();
     let conn_string = RwSignal::new(String::new());
     let endpoint = RwSignal::new(String::new());
+    let ttl_min = RwSignal::new("60".to_string());
+    let form_error = RwSignal::new(None::<String>);
+    let demo_note = RwSignal::new(false);
+
+    // When devhub serves this page, offer its demo device.
+    leptos::task::spawn_local(async move {
+        let origin = web_sys::window()
+            .and_then(|w| w.location().origin().ok())
+            .unwrap_or_default();
+        if let Some(demo) = fetch_demo(&origin).await {
+            if conn_string.get_untracked().is_empty() {
+                conn_string.set(demo.connection_string);
+                endpoint.set(demo.websocket_url);
+                demo_note.set(true);
+            }
+        }
+    });
+
+    let connect = move |_| {
+        let ttl = match ttl_min.get_untracked().trim().parse::<u64>() {
+            Ok(m) if (1..=525_600).contains(&m) => m * 60,
+            _ => {
+                form_error.set(Some(
+                    "token lifetime must be a whole number of minutes, 1 to 525600".into(),
+                ));
+                return;
+            }
+        };
+        let ep = endpoint.get_untracked();
+        match device.connect(&conn_string.get_untracked(), Some(ep.as_str()), ttl) {
+            Ok(()) => form_error.set(None),
+            Err(e) => form_error.set(Some(e)),
+        }
+    };
+    let busy = move || device.status.get() != ConnStatus::Disconnected;
 
     view! {
         <h2 class="side-title">"Connection"</h2>
+        <Show when=move || demo_note.get()>
+            <p class="hint">"devhub's demo device is filled in. Connect to try it."</p>
+        </Show>
         <label class="field">
             <span class="field-label">"Device connection string"</span>
             <textarea
@@ -42,18 +81,37 @@ pub fn ConnectionPanel() -> impl IntoView {
                 />
                 <span class="field-hint">"Leave empty to use the hub named in the connection string."</span>
             </label>
+            <label class="field">
+                <span class="field-label">"Token lifetime (minutes)"</span>
+                <input type="number" min="1" data-testid="conn-ttl" bind:value=ttl_min />
+                <span class="field-hint">"Renewed automatically at 80% of its life."</span>
+            </label>
         </details>
         <div class="actions">
-            <button type="button" class="btn btn--primary" data-testid="connect" disabled=true>
+            <button
+                type="button"
+                class="btn btn--primary"
+                data-testid="connect"
+                disabled=busy
+                on:click=connect
+            >
                 "Connect"
             </button>
-            <button type="button" class="btn" data-testid="disconnect" disabled=true>
+            <button
+                type="button"
+                class="btn"
+                data-testid="disconnect"
+                disabled=move || !busy()
+                on:click=move |_| device.disconnect()
+            >
                 "Disconnect"
             </button>
         </div>
-        <p class="notice">
-            "Connecting is not available yet: the device session is being built. "
-            "Everything on this page is shown as it will be used, but nothing is sent."
-        </p>
+        {move || {
+            form_error
+                .get()
+                .or_else(|| device.error.get())
+                .map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })
+        }}
     }
 }

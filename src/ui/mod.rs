@@ -1,12 +1,13 @@
 //! Leptos components. They read plain models and hold no protocol logic.
 
 mod connection;
+pub mod model;
 mod panels;
 pub mod tabs;
 
 use leptos::prelude::*;
 
-use crate::client::ConnStatus;
+use crate::client::Device;
 use connection::ConnectionPanel;
 use panels::{C2dPanel, MethodsPanel, TelemetryPanel, TrafficDrawer, TwinPanel};
 use tabs::Tab;
@@ -14,12 +15,14 @@ use tabs::Tab;
 /// The whole app: header, connection sidebar, tabbed main area, traffic drawer.
 #[component]
 pub fn App() -> impl IntoView {
-    let status = RwSignal::new(ConnStatus::Disconnected);
+    let device = Device::new();
+    provide_context(device);
+    on_cleanup(move || device.disconnect());
     let (tab, set_tab) = signal(Tab::Telemetry);
 
     view! {
         <div class="app">
-            <Header status=status.read_only() />
+            <Header />
             <aside class="sidebar" aria-label="Connection">
                 <ConnectionPanel />
             </aside>
@@ -69,12 +72,14 @@ pub fn App() -> impl IntoView {
 
 /// The always-visible header: identity, connection state, token countdown.
 #[component]
-fn Header(status: ReadSignal<ConnStatus>) -> impl IntoView {
+fn Header() -> impl IntoView {
+    let device = expect_context::<Device>();
+    let status = device.status;
     view! {
         <header class="header">
             <span class="brand">"twinscope"</span>
-            <span class="identity" title="Device identity and hub">
-                "no device"
+            <span class="identity mono" title="Device identity and hub">
+                {move || device.identity.get().unwrap_or_else(|| "no device".into())}
             </span>
             <span class="header-spacer"></span>
             <span
@@ -87,7 +92,8 @@ fn Header(status: ReadSignal<ConnStatus>) -> impl IntoView {
                 {move || status.get().label()}
             </span>
             <span class="token" data-testid="token-expiry" title="SAS token time left">
-                "token —"
+                "token "
+                {move || model::countdown(device.token_expiry.get(), device.now.get())}
             </span>
         </header>
     }
@@ -113,7 +119,13 @@ fn TabBar(tab: ReadSignal<Tab>, set_tab: WriteSignal<Tab>) -> impl IntoView {
             {Tab::ALL
                 .into_iter()
                 .map(|t| {
+                    let device = expect_context::<Device>();
                     let selected = move || tab.get() == t;
+                    let count = move || match t {
+                        Tab::C2d => device.c2d.with(Vec::len),
+                        Tab::Methods => device.methods.with(Vec::len),
+                        _ => 0,
+                    };
                     view! {
                         <button
                             type="button"
@@ -127,6 +139,9 @@ fn TabBar(tab: ReadSignal<Tab>, set_tab: WriteSignal<Tab>) -> impl IntoView {
                             on:click=move |_| set_tab.set(t)
                         >
                             {t.label()}
+                            <Show when=move || { count() > 0 }>
+                                <span class="badge" aria-label="new">{count}</span>
+                            </Show>
                         </button>
                     }
                 })

@@ -1,7 +1,10 @@
-//! The tab panels and the traffic drawer. Each shows an honest empty state until the
-//! device session that feeds it exists.
+//! The tab panels and the traffic drawer. Untrusted text (payloads, property names and
+//! values) is always inserted as text nodes, never as HTML.
 
 use leptos::prelude::*;
+
+use super::model::{body_text, property_lines, TelemetryForm};
+use crate::client::{ConnStatus, Device};
 
 /// An empty state: what will appear here and how to make it appear.
 #[component]
@@ -14,63 +17,251 @@ fn Empty(title: &'static str, children: Children) -> impl IntoView {
     }
 }
 
+/// One application-property row of the telemetry form: (key for the list, name, value).
+type PropRow = (u64, RwSignal<String>, RwSignal<String>);
+
+fn connected(device: Device) -> impl Fn() -> bool + Copy {
+    move || device.status.get() == ConnStatus::Connected
+}
+
 #[component]
 pub fn TelemetryPanel() -> impl IntoView {
+    let device = expect_context::<Device>();
+    let body = RwSignal::new("{\"temperature\": 21.5}".to_string());
+    let content_type = RwSignal::new("application/json".to_string());
+    let content_encoding = RwSignal::new("utf-8".to_string());
+    let message_id = RwSignal::new(String::new());
+    let qos = RwSignal::new("1".to_string());
+    let next_row = StoredValue::new(0u64);
+    let rows: RwSignal<Vec<PropRow>> = RwSignal::new(Vec::new());
+    let error = RwSignal::new(None::<String>);
+
+    let add_row = move |_| {
+        let id = next_row.get_value();
+        next_row.set_value(id + 1);
+        rows.update(|r| {
+            r.push((
+                id,
+                RwSignal::new(String::new()),
+                RwSignal::new(String::new()),
+            ))
+        });
+    };
+    let send = move |_| {
+        let form = TelemetryForm {
+            body: body.get_untracked(),
+            props: rows
+                .get_untracked()
+                .iter()
+                .map(|(_, k, v)| (k.get_untracked(), v.get_untracked()))
+                .collect(),
+            content_type: content_type.get_untracked(),
+            content_encoding: content_encoding.get_untracked(),
+            message_id: message_id.get_untracked(),
+            qos: qos.get_untracked().parse().unwrap_or(1),
+        };
+        let result = form.to_telemetry().and_then(|t| device.send_telemetry(t));
+        error.set(result.err());
+    };
+
     view! {
         <h2 class="sr-only">"Telemetry"</h2>
-        <Empty title="Not connected">
-            "Connect a device to send device-to-cloud messages with a body, application "
-            "properties and system properties such as content type and message id."
-        </Empty>
+        <div class="form-grid">
+            <label class="field field--wide">
+                <span class="field-label">"Body"</span>
+                <textarea class="mono" rows="5" spellcheck="false" data-testid="telemetry-body" bind:value=body></textarea>
+            </label>
+            <label class="field">
+                <span class="field-label">"Content type ($.ct)"</span>
+                <input class="mono" type="text" data-testid="telemetry-content-type" bind:value=content_type />
+            </label>
+            <label class="field">
+                <span class="field-label">"Content encoding ($.ce)"</span>
+                <input class="mono" type="text" data-testid="telemetry-content-encoding" bind:value=content_encoding />
+            </label>
+            <label class="field">
+                <span class="field-label">"Message id ($.mid)"</span>
+                <input class="mono" type="text" data-testid="telemetry-message-id" placeholder="optional" bind:value=message_id />
+            </label>
+            <label class="field">
+                <span class="field-label">"QoS"</span>
+                <select data-testid="telemetry-qos" bind:value=qos>
+                    <option value="1">"1 — acknowledged (PUBACK)"</option>
+                    <option value="0">"0 — fire and forget"</option>
+                </select>
+            </label>
+        </div>
+        <fieldset class="props">
+            <legend>"Application properties"</legend>
+            <For each=move || rows.get() key=|(id, _, _)| *id let:row>
+                <div class="prop-row">
+                    <input class="mono" type="text" aria-label="Property name" placeholder="name" data-testid="telemetry-prop-key" bind:value=row.1 />
+                    <input class="mono" type="text" aria-label="Property value" placeholder="value" data-testid="telemetry-prop-value" bind:value=row.2 />
+                    <button type="button" class="btn btn--small" aria-label="Remove property"
+                        on:click=move |_| rows.update(|r| r.retain(|x| x.0 != row.0))>"✕"</button>
+                </div>
+            </For>
+            <button type="button" class="btn btn--small" data-testid="telemetry-prop-add" on:click=add_row>"+ Add property"</button>
+        </fieldset>
+        <div class="actions">
+            <button type="button" class="btn btn--primary" data-testid="telemetry-send" on:click=send>
+                {move || if connected(device)() { "Send" } else { "Queue (not connected)" }}
+            </button>
+            <span class="muted" data-testid="telemetry-sent-count">
+                {move || format!("{} sent, {} acknowledged", device.sent.get(), device.acked.get())}
+            </span>
+        </div>
+        {move || error.get().map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
     }
 }
 
 #[component]
 pub fn C2dPanel() -> impl IntoView {
+    let device = expect_context::<Device>();
     view! {
         <h2 class="sr-only">"Cloud-to-device inbox"</h2>
         <div data-testid="c2d-list" class="list">
-            <Empty title="No C2D messages yet">
-                "Connect, then send one from the hub console or the Azure portal. "
-                "Messages appear here with their body and properties."
-            </Empty>
+            <Show
+                when=move || device.c2d.with(|v| !v.is_empty())
+                fallback=|| view! {
+                    <Empty title="No C2D messages yet">
+                        "Connect, then send one from the hub console or the Azure portal. "
+                        "Messages appear here with their body and properties."
+                    </Empty>
+                }
+            >
+                {move || {
+                    device.c2d.get().into_iter().rev().map(|m| {
+                        let props = property_lines(&m.props);
+                        view! {
+                            <article class="card" data-testid="c2d-message">
+                                <pre class="mono body">{body_text(&m.body)}</pre>
+                                <dl class="props-list mono">
+                                    {props.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd>{v}</dd> }).collect_view()}
+                                </dl>
+                            </article>
+                        }
+                    }).collect_view()
+                }}
+            </Show>
         </div>
     }
 }
 
 #[component]
 pub fn TwinPanel() -> impl IntoView {
+    let device = expect_context::<Device>();
+    let editor = RwSignal::new("{\n  \"firmware\": \"1.0.0\"\n}".to_string());
+    let error = RwSignal::new(None::<String>);
+    let send = move |_| {
+        let r = serde_json::from_str::<serde_json::Value>(&editor.get_untracked())
+            .map_err(|e| format!("the patch is not valid JSON: {e}"))
+            .and_then(|v| device.patch_reported(&v));
+        error.set(r.err());
+    };
     view! {
         <h2 class="sr-only">"Device twin"</h2>
-        <Empty title="Not connected">
-            "Connect to fetch the device twin, send reported-property patches and watch "
-            "desired-property updates as the hub pushes them."
-        </Empty>
+        <div class="actions">
+            <button type="button" class="btn" data-testid="twin-get" disabled=move || !connected(device)()
+                on:click=move |_| error.set(device.get_twin().err())>"Get twin"</button>
+            <span class="muted" data-testid="twin-reported-version">
+                {move || device.twin.get().map(|t| format!("desired v{}, reported v{}", t.desired.version, t.reported.version)).unwrap_or_default()}
+            </span>
+        </div>
+        <pre class="mono body" data-testid="twin-document">
+            {move || device.twin.get().map(|t| serde_json::to_string_pretty(&t.to_json()).unwrap_or_default())
+                .unwrap_or_else(|| "Connect to fetch the device twin.".into())}
+        </pre>
+        <label class="field">
+            <span class="field-label">"Reported patch (JSON object; null deletes)"</span>
+            <textarea class="mono" rows="5" spellcheck="false" data-testid="twin-reported-editor" bind:value=editor></textarea>
+        </label>
+        <div class="actions">
+            <button type="button" class="btn btn--primary" data-testid="twin-reported-send" on:click=send>"Send reported patch"</button>
+        </div>
+        {move || error.get().map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
+        <h3 class="subhead">"Desired updates"</h3>
+        <div data-testid="twin-desired-updates" class="list">
+            {move || device.desired.get().into_iter().rev().map(|(v, patch)| view! {
+                <pre class="mono card" data-testid="twin-desired-update">
+                    {format!("$version {v}\n{}", serde_json::to_string_pretty(&patch).unwrap_or_default())}
+                </pre>
+            }).collect_view()}
+        </div>
     }
 }
 
 #[component]
 pub fn MethodsPanel() -> impl IntoView {
+    let device = expect_context::<Device>();
     view! {
         <h2 class="sr-only">"Direct methods"</h2>
         <div data-testid="method-list" class="list">
-            <Empty title="No method calls yet">
-                "Connect, then invoke a direct method from the hub. Each call waits here "
-                "with the time its caller has left, for you to answer with a status and payload."
-            </Empty>
+            <Show
+                when=move || device.methods.with(|v| !v.is_empty())
+                fallback=|| view! {
+                    <Empty title="No method calls yet">
+                        "Connect, then invoke a direct method from the hub. Each call waits here "
+                        "for you to answer with a status and payload."
+                    </Empty>
+                }
+            >
+                <For each=move || device.methods.get() key=|c| c.rid.clone() let:call>
+                    {
+                        let status = RwSignal::new("200".to_string());
+                        let response = RwSignal::new("{}".to_string());
+                        let error = RwSignal::new(None::<String>);
+                        let rid = call.rid.clone();
+                        let respond = move |_| {
+                            let r = status.get_untracked().trim().parse::<i32>()
+                                .map_err(|_| "status must be a whole number".to_string())
+                                .and_then(|s| device.respond_method(&rid, s, response.get_untracked().trim().as_bytes()));
+                            error.set(r.err());
+                        };
+                        view! {
+                            <article class="card" data-testid="method-request">
+                                <p><span class="mono" data-testid="method-name">{call.name.clone()}</span></p>
+                                <pre class="mono body">{body_text(&call.payload)}</pre>
+                                <div class="prop-row">
+                                    <input type="number" aria-label="Status" data-testid="method-status" bind:value=status />
+                                    <textarea class="mono" rows="2" aria-label="Response payload" data-testid="method-response" bind:value=response></textarea>
+                                    <button type="button" class="btn btn--primary" data-testid="method-respond" on:click=respond>"Respond"</button>
+                                </div>
+                                {move || error.get().map(|e| view! { <p class="error" data-testid="error">{e}</p> })}
+                            </article>
+                        }
+                    }
+                </For>
+            </Show>
         </div>
     }
 }
 
 #[component]
 pub fn TrafficDrawer() -> impl IntoView {
+    let device = expect_context::<Device>();
     view! {
         <section class="drawer" aria-label="Traffic">
             <h2 class="drawer-title">"Traffic"</h2>
             <div data-testid="traffic-log" class="traffic mono">
-                <Empty title="No traffic yet">
-                    "Every MQTT packet between this device and the hub appears here, decoded."
-                </Empty>
+                <Show
+                    when=move || device.traffic.with(|v| !v.is_empty())
+                    fallback=|| view! {
+                        <Empty title="No traffic yet">
+                            "Every MQTT packet between this device and the hub appears here, decoded."
+                        </Empty>
+                    }
+                >
+                    <For each=move || device.traffic.get() key=|e| e.seq let:e>
+                        <div class="traffic-entry" class:out=e.outbound data-testid="traffic-entry">
+                            <span class="dir" aria-label=if e.outbound { "sent" } else { "received" }>
+                                {if e.outbound { "→" } else { "←" }}
+                            </span>
+                            <span class="kind">{e.kind}</span>
+                            <span class="summary">{e.summary.clone()}</span>
+                        </div>
+                    </For>
+                </Show>
             </div>
         </section>
     }

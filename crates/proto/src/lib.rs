@@ -10,3 +10,4 @@
 pub mod iothub;
 pub mod mqtt;
 pub mod session;
+pub mod traffic;

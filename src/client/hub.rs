@@ -1,0 +1,29 @@
+//! Talking to devhub from the browser: the demo device it offers.
+
+use leptos::wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+/// The demo device devhub serves at `GET /devhub/demo`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoDevice {
+    /// The device's connection string.
+    pub connection_string: String,
+    /// devhub's MQTT-over-WebSocket URL.
+    pub websocket_url: String,
+}
+
+/// Fetches `{base}/devhub/demo`; `None` when the page is not served by devhub (or devhub
+/// runs without `--demo`).
+pub async fn fetch_demo(base: &str) -> Option<DemoDevice> {
+    let window = web_sys::window()?;
+    let resp = JsFuture::from(window.fetch_with_str(&format!("{base}/devhub/demo")))
+        .await
+        .ok()?;
+    let resp: web_sys::Response = resp.dyn_into().ok()?;
+    if !resp.ok() {
+        return None;
+    }
+    let text = JsFuture::from(resp.text().ok()?).await.ok()?.as_string()?;
+    serde_json::from_str(&text).ok()
+}
