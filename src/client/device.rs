@@ -164,8 +164,8 @@ impl Device {
             }
             None => cs.websocket_url(),
         };
-        if !(60..=365 * 24 * 3600).contains(&ttl_s) {
-            return Err("the token lifetime must be between 60 seconds and one year".into());
+        if !(10..=365 * 24 * 3600).contains(&ttl_s) {
+            return Err("the token lifetime must be between 10 seconds and one year".into());
         }
         self.disconnect();
         let resource = format!("{}/{}", cs.host_name, identity.resource_path());

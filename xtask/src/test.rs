@@ -178,20 +178,36 @@ pub fn run() -> ExitCode {
                 crate::util::root().join("target/debug/devhub"),
             ),
     );
-    t.tests(
-        "browser tests (wasm-bindgen-test in headless Chromium)",
-        tools
-            .cmd("cargo")
-            .args([
-                "test",
-                "--package",
-                "twinscope",
-                "--target",
-                "wasm32-unknown-unknown",
-            ])
-            .env("CHROMEDRIVER", &tools.chromedriver)
-            .env("WASM_BINDGEN_TEST_TIMEOUT", "120"),
-    );
+    step("start devhub for the browser tests");
+    let hub = match DevhubProcess::start() {
+        Ok(h) => Some(h),
+        Err(e) => {
+            println!("could not start devhub: {e}");
+            t.failed += 1;
+            t.failures.push("start devhub".into());
+            None
+        }
+    };
+    if let Some(hub) = &hub {
+        t.tests(
+            "browser tests (wasm-bindgen-test in headless Chromium, against devhub)",
+            tools
+                .cmd("cargo")
+                .args([
+                    "test",
+                    "--package",
+                    "twinscope",
+                    "--target",
+                    "wasm32-unknown-unknown",
+                ])
+                .env("CHROMEDRIVER", &tools.chromedriver)
+                .env("WASM_BINDGEN_TEST_TIMEOUT", "180")
+                .env("TWINSCOPE_DEVHUB_URL", &hub.url)
+                .env("TWINSCOPE_DEVHUB_SERVICE", &hub.service)
+                .env("TWINSCOPE_REQUIRE_DEVHUB", "1"),
+        );
+    }
+    drop(hub);
 
     println!();
     if !t.failures.is_empty() {
@@ -227,5 +243,61 @@ mod tests {
         );
         assert_eq!(parse_result_line("2 passed, 1 error in 1.0s"), Some((2, 1)));
         assert_eq!(parse_result_line("devhub: listening in http"), None);
+    }
+}
+
+/// devhub on an ephemeral loopback port, in memory, stopped on drop.
+struct DevhubProcess {
+    child: std::process::Child,
+    url: String,
+    service: String,
+}
+
+impl DevhubProcess {
+    fn start() -> Result<DevhubProcess, String> {
+        let bin = crate::util::root().join("target/debug/devhub");
+        let mut child = Command::new(&bin)
+            .args(["serve", "--in-memory", "--listen", "127.0.0.1:0", "--quiet"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("{}: {e}", bin.display()))?;
+        let out = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(out).lines();
+        let (mut url, mut service) = (None, None);
+        for line in lines.by_ref().map_while(Result::ok) {
+            if let Some(s) = line.strip_prefix("devhub: service      ") {
+                service = Some(s.to_string());
+            }
+            if let Some(s) = line.strip_prefix("devhub: listening    ") {
+                url = s
+                    .split(' ')
+                    .next()
+                    .map(|u| u.trim_end_matches('/').to_string());
+                break;
+            }
+        }
+        // Keep reading so devhub never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        match (url, service) {
+            (Some(url), Some(service)) => {
+                println!("devhub at {url}");
+                Ok(DevhubProcess {
+                    child,
+                    url,
+                    service,
+                })
+            }
+            _ => {
+                let _ = child.kill();
+                Err("devhub did not print its address".into())
+            }
+        }
+    }
+}
+
+impl Drop for DevhubProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -1,0 +1,431 @@
+//! Browser tests against a running devhub: the app in headless Chromium connects over a
+//! real WebSocket and is checked through devhub's REST and events APIs.
+//!
+//! `cargo xtask test` starts devhub and passes its URL and service connection string at
+//! build time (TWINSCOPE_DEVHUB_URL, TWINSCOPE_DEVHUB_SERVICE); it also sets
+//! TWINSCOPE_REQUIRE_DEVHUB so that a missing devhub fails instead of skipping.
+#![cfg(target_arch = "wasm32")]
+
+use gloo_timers::future::TimeoutFuture;
+use leptos::prelude::*;
+use leptos::wasm_bindgen::{JsCast, JsValue};
+use serde_json::{json, Value};
+use twinscope::client::{ConnStatus, Device};
+use twinscope_proto::iothub::{sas, ConnectionString};
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+use web_sys::HtmlElement;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const DEVHUB: Option<&str> = option_env!("TWINSCOPE_DEVHUB_URL");
+const SERVICE: Option<&str> = option_env!("TWINSCOPE_DEVHUB_SERVICE");
+
+/// The devhub to use, or `None` to skip (only when not required).
+fn devhub() -> Option<(&'static str, ConnectionString)> {
+    match (DEVHUB, SERVICE) {
+        (Some(url), Some(service)) => Some((
+            url,
+            ConnectionString::parse(service).expect("service connection string"),
+        )),
+        _ => {
+            assert!(
+                option_env!("TWINSCOPE_REQUIRE_DEVHUB").is_none(),
+                "TWINSCOPE_DEVHUB_URL and TWINSCOPE_DEVHUB_SERVICE must be set (cargo xtask test sets them)"
+            );
+            web_sys::console::log_1(&"skipping: no devhub (run cargo xtask test)".into());
+            None
+        }
+    }
+}
+
+fn service_token(service: &ConnectionString) -> String {
+    let now = (js_sys::Date::now() / 1000.0) as u64;
+    sas::build_token(
+        &service.host_name,
+        service.shared_access_key.as_ref().unwrap(),
+        now + 600,
+        Some("iothubowner"),
+    )
+}
+
+/// Starts an HTTP request to devhub (it is under way before this returns).
+fn request(
+    base: &str,
+    service: &ConnectionString,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> JsFuture {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    let h = web_sys::Headers::new().unwrap();
+    h.set("Authorization", &service_token(service)).unwrap();
+    h.set("Content-Type", "application/json").unwrap();
+    for (k, v) in headers {
+        h.set(k, v).unwrap();
+    }
+    init.set_headers(&h);
+    if let Some(b) = body {
+        init.set_body(&JsValue::from_str(b));
+    }
+    let req = web_sys::Request::new_with_str_and_init(&format!("{base}{path}"), &init).unwrap();
+    JsFuture::from(web_sys::window().unwrap().fetch_with_request(&req))
+}
+
+async fn finish(f: JsFuture) -> (u16, String) {
+    let resp: web_sys::Response = f.await.expect("request reached devhub").dyn_into().unwrap();
+    let text = JsFuture::from(resp.text().unwrap())
+        .await
+        .unwrap()
+        .as_string()
+        .unwrap_or_default();
+    (resp.status(), text)
+}
+
+async fn call(
+    base: &str,
+    service: &ConnectionString,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let (status, text) = finish(request(base, service, method, path, body, &[])).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Creates a device and returns its connection string.
+async fn create_device(base: &str, service: &ConnectionString, id: &str) -> String {
+    let (status, dev) = call(
+        base,
+        service,
+        "PUT",
+        &format!("/devices/{id}"),
+        Some(&json!({"deviceId": id}).to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "create {id}: {dev}");
+    let key = dev["authentication"]["symmetricKey"]["primaryKey"]
+        .as_str()
+        .unwrap();
+    format!(
+        "HostName={};DeviceId={id};SharedAccessKey={key}",
+        service.host_name
+    )
+}
+
+fn ws_url(base: &str) -> String {
+    format!("{}/$iothub/websocket", base.replacen("http://", "ws://", 1))
+}
+
+async fn wait_until(what: &str, timeout_ms: u32, mut f: impl FnMut() -> bool) {
+    let mut waited = 0;
+    while !f() {
+        assert!(
+            waited < timeout_ms,
+            "timed out after {timeout_ms} ms waiting for {what}"
+        );
+        TimeoutFuture::new(50).await;
+        waited += 50;
+    }
+}
+
+fn mount_app() -> HtmlElement {
+    let root: HtmlElement = document().create_element("div").unwrap().unchecked_into();
+    document().body().unwrap().append_child(&root).unwrap();
+    leptos::mount::mount_to(root.clone(), twinscope::App).forget();
+    root
+}
+
+fn el(root: &HtmlElement, id: &str) -> HtmlElement {
+    root.query_selector(&format!("[data-testid=\"{id}\"]"))
+        .unwrap()
+        .unwrap_or_else(|| panic!("no {id}"))
+        .unchecked_into()
+}
+
+fn all(root: &HtmlElement, id: &str) -> Vec<HtmlElement> {
+    let list = root
+        .query_selector_all(&format!("[data-testid=\"{id}\"]"))
+        .unwrap();
+    (0..list.length())
+        .map(|i| list.item(i).unwrap().unchecked_into())
+        .collect()
+}
+
+fn text(root: &HtmlElement, id: &str) -> String {
+    el(root, id).text_content().unwrap_or_default()
+}
+
+/// Types into an input or textarea the way a user does (value, then an input event).
+fn type_into(e: &HtmlElement, value: &str) {
+    if let Some(t) = e.dyn_ref::<web_sys::HtmlTextAreaElement>() {
+        t.set_value(value);
+    } else {
+        e.unchecked_ref::<web_sys::HtmlInputElement>()
+            .set_value(value);
+    }
+    let init = web_sys::EventInit::new();
+    init.set_bubbles(true);
+    e.dispatch_event(&web_sys::Event::new_with_event_init_dict("input", &init).unwrap())
+        .unwrap();
+}
+
+fn status_is(root: &HtmlElement, word: &str) -> bool {
+    text(root, "conn-status").trim() == word
+}
+
+async fn connect_ui(root: &HtmlElement, cs: &str, base: &str) {
+    leptos::task::tick().await;
+    type_into(&el(root, "conn-string"), cs);
+    type_into(&el(root, "conn-endpoint"), &ws_url(base));
+    el(root, "connect").click();
+    wait_until("connected", 10_000, || status_is(root, "connected")).await;
+}
+
+#[wasm_bindgen_test]
+async fn the_app_is_a_device_telemetry_c2d_twin_desired_and_methods() {
+    let Some((base, service)) = devhub() else {
+        return;
+    };
+    let cs = create_device(base, &service, "browser-1").await;
+    let root = mount_app();
+    connect_ui(&root, &cs, base).await;
+    assert!(
+        text(&root, "token-expiry").contains(':'),
+        "token countdown shown: {}",
+        text(&root, "token-expiry")
+    );
+
+    // Telemetry with an application property, checked in devhub's events API.
+    type_into(&el(&root, "telemetry-body"), r#"{"temperature": 30}"#);
+    el(&root, "telemetry-prop-add").click();
+    leptos::task::tick().await;
+    type_into(&el(&root, "telemetry-prop-key"), "alert");
+    type_into(&el(&root, "telemetry-prop-value"), "too hot");
+    el(&root, "telemetry-send").click();
+    wait_until("telemetry acknowledged", 10_000, || {
+        text(&root, "telemetry-sent-count").contains("1 acknowledged")
+    })
+    .await;
+    let (_, events) = call(
+        base,
+        &service,
+        "GET",
+        "/devhub/events?device=browser-1",
+        None,
+    )
+    .await;
+    let ev = &events[0];
+    assert_eq!(ev["properties"]["application"]["alert"], "too hot");
+    assert_eq!(ev["properties"]["system"]["$.ct"], "application/json");
+    assert_eq!(ev["body"], r#"{"temperature": 30}"#);
+
+    // C2D through the REST API shows up in the inbox with its properties, as text.
+    let (status, _) = finish(request(
+        base,
+        &service,
+        "POST",
+        "/devices/browser-1/messages/deviceBound",
+        Some("<b>hello</b> from the cloud"),
+        &[("iothub-app-color", "green")],
+    ))
+    .await;
+    assert_eq!(status, 200);
+    wait_until("C2D message", 10_000, || {
+        !all(&root, "c2d-message").is_empty()
+    })
+    .await;
+    let msg = &all(&root, "c2d-message")[0];
+    assert!(
+        msg.text_content()
+            .unwrap()
+            .contains("<b>hello</b> from the cloud"),
+        "body rendered as text"
+    );
+    assert!(
+        msg.query_selector("b").unwrap().is_none(),
+        "payload must not become markup"
+    );
+    assert!(msg.text_content().unwrap().contains("green"));
+
+    // Twin: fetched on connect; a reported patch reaches the hub.
+    wait_until("twin document", 10_000, || {
+        text(&root, "twin-document").contains("$version")
+    })
+    .await;
+    type_into(
+        &el(&root, "twin-reported-editor"),
+        r#"{"firmware": "2.0.1"}"#,
+    );
+    el(&root, "twin-reported-send").click();
+    let mut reported = Value::Null;
+    for _ in 0..100 {
+        let (_, twin) = call(base, &service, "GET", "/twins/browser-1", None).await;
+        reported = twin["properties"]["reported"].clone();
+        if reported["firmware"] == "2.0.1" {
+            break;
+        }
+        TimeoutFuture::new(50).await;
+    }
+    assert_eq!(reported["firmware"], "2.0.1");
+
+    // A desired update from the REST API arrives.
+    let (status, _) = call(
+        base,
+        &service,
+        "PATCH",
+        "/twins/browser-1",
+        Some(r#"{"properties":{"desired":{"interval":42}}}"#),
+    )
+    .await;
+    assert_eq!(status, 200);
+    wait_until("desired update", 10_000, || {
+        all(&root, "twin-desired-update")
+            .iter()
+            .any(|e| e.text_content().unwrap().contains("42"))
+    })
+    .await;
+
+    // A method invoked through the REST API is answered from the UI.
+    let pending = request(
+        base,
+        &service,
+        "POST",
+        "/twins/browser-1/methods",
+        Some(r#"{"methodName":"reboot","payload":{"in":5},"responseTimeoutInSeconds":20}"#),
+        &[],
+    );
+    wait_until("method call", 10_000, || {
+        !all(&root, "method-request").is_empty()
+    })
+    .await;
+    assert_eq!(text(&root, "method-name"), "reboot");
+    type_into(&el(&root, "method-status"), "201");
+    type_into(&el(&root, "method-response"), r#"{"rebooting": true}"#);
+    el(&root, "method-respond").click();
+    let (status, body) = finish(pending).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"status": 201, "payload": {"rebooting": true}})
+    );
+
+    // The traffic log shows the packets, decoded.
+    let traffic: Vec<String> = all(&root, "traffic-entry")
+        .iter()
+        .map(|e| e.text_content().unwrap())
+        .collect();
+    assert!(traffic.iter().any(|t| t.contains("CONNACK")));
+    assert!(traffic.iter().any(|t| t.contains("PUBLISH telemetry")));
+
+    el(&root, "disconnect").click();
+    wait_until("disconnected", 5_000, || status_is(&root, "disconnected")).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_dropped_connection_comes_back_without_losing_qos1_telemetry() {
+    let Some((base, service)) = devhub() else {
+        return;
+    };
+    let cs = create_device(base, &service, "browser-2").await;
+    let root = mount_app();
+    connect_ui(&root, &cs, base).await;
+    let send = |body: &str| {
+        type_into(&el(&root, "telemetry-body"), body);
+        el(&root, "telemetry-send").click();
+    };
+    for i in 0..3 {
+        send(&format!("m{i}"));
+    }
+    wait_until("first three acknowledged", 10_000, || {
+        text(&root, "telemetry-sent-count").contains("3 acknowledged")
+    })
+    .await;
+    let (status, _) = call(
+        base,
+        &service,
+        "POST",
+        "/devhub/faults",
+        Some(r#"{"action":"drop","device":"browser-2"}"#),
+    )
+    .await;
+    assert_eq!(status, 204);
+    wait_until("the drop noticed", 10_000, || {
+        !status_is(&root, "connected")
+    })
+    .await;
+    for i in 3..6 {
+        send(&format!("m{i}"));
+    }
+    wait_until("reconnected", 15_000, || status_is(&root, "connected")).await;
+    wait_until("all six acknowledged", 15_000, || {
+        text(&root, "telemetry-sent-count").contains("6 acknowledged")
+    })
+    .await;
+    let (_, events) = call(
+        base,
+        &service,
+        "GET",
+        "/devhub/events?device=browser-2",
+        None,
+    )
+    .await;
+    let bodies: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["body"].as_str())
+        .collect();
+    for i in 0..6 {
+        assert!(
+            bodies.contains(&format!("m{i}").as_str()),
+            "m{i} was lost: {bodies:?}"
+        );
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_short_lived_token_is_renewed_without_user_action() {
+    let Some((base, service)) = devhub() else {
+        return;
+    };
+    let cs = create_device(base, &service, "browser-3").await;
+    let device = Device::new();
+    device.connect(&cs, Some(&ws_url(base)), 12).unwrap();
+    wait_until("connected", 10_000, || {
+        device.status.get_untracked() == ConnStatus::Connected
+    })
+    .await;
+    let first = device.token_expiry.get_untracked().unwrap();
+    // Renewal at 80% of 12 s; the hub would drop an expired token at 12 s.
+    wait_until("a new token", 15_000, || {
+        device
+            .token_expiry
+            .get_untracked()
+            .is_some_and(|e| e > first)
+    })
+    .await;
+    wait_until("connected with the new token", 10_000, || {
+        device.status.get_untracked() == ConnStatus::Connected
+    })
+    .await;
+    let connects = device
+        .traffic
+        .with_untracked(|t| t.iter().filter(|e| e.kind == "CONNECT").count());
+    assert!(
+        connects >= 2,
+        "reconnected with the new token ({connects} CONNECTs)"
+    );
+    assert!(
+        device.error.get_untracked().is_none(),
+        "no error shown: {:?}",
+        device.error.get_untracked()
+    );
+    // Past the first token's expiry the device is still connected: the hub saw the new one.
+    let wait = first.saturating_sub(twinscope::client::now_ms()) + 1500;
+    TimeoutFuture::new(wait as u32).await;
+    assert_eq!(device.status.get_untracked(), ConnStatus::Connected);
+    device.disconnect();
+}
