@@ -221,31 +221,6 @@ pub fn run() -> ExitCode {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_result_line;
-
-    #[test]
-    fn reads_cargo_and_wasm_bindgen_result_lines() {
-        assert_eq!(
-            parse_result_line("test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s"),
-            Some((12, 0))
-        );
-        assert_eq!(
-            parse_result_line("test result: FAILED. 3 passed; 2 failed; 0 ignored"),
-            Some((3, 2))
-        );
-        assert_eq!(parse_result_line("running 3 tests"), None);
-        assert_eq!(parse_result_line("5 passed in 0.65s"), Some((5, 0)));
-        assert_eq!(
-            parse_result_line("===== 1 failed, 4 passed, 6 warnings in 2.10s ====="),
-            Some((4, 1))
-        );
-        assert_eq!(parse_result_line("2 passed, 1 error in 1.0s"), Some((2, 1)));
-        assert_eq!(parse_result_line("devhub: listening in http"), None);
-    }
-}
-
 /// devhub on an ephemeral loopback port, in memory, stopped on drop.
 struct DevhubProcess {
     child: std::process::Child,
@@ -299,5 +274,30 @@ impl Drop for DevhubProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_result_line;
+
+    #[test]
+    fn reads_cargo_and_wasm_bindgen_result_lines() {
+        assert_eq!(
+            parse_result_line("test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s"),
+            Some((12, 0))
+        );
+        assert_eq!(
+            parse_result_line("test result: FAILED. 3 passed; 2 failed; 0 ignored"),
+            Some((3, 2))
+        );
+        assert_eq!(parse_result_line("running 3 tests"), None);
+        assert_eq!(parse_result_line("5 passed in 0.65s"), Some((5, 0)));
+        assert_eq!(
+            parse_result_line("===== 1 failed, 4 passed, 6 warnings in 2.10s ====="),
+            Some((4, 1))
+        );
+        assert_eq!(parse_result_line("2 passed, 1 error in 1.0s"), Some((2, 1)));
+        assert_eq!(parse_result_line("devhub: listening in http"), None);
     }
 }
