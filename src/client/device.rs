@@ -45,6 +45,18 @@ pub fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
+/// `HH:MM:SS.mmm` in the browser's local time, for the traffic view.
+pub fn clock_label(ms: u64) -> String {
+    let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64));
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        d.get_hours(),
+        d.get_minutes(),
+        d.get_seconds(),
+        d.get_milliseconds()
+    )
+}
+
 struct Socket {
     ws: WebSocket,
     _on_open: Closure<dyn FnMut()>,

@@ -4,7 +4,7 @@
 mod device;
 mod hub;
 
-pub use device::{now_ms, Device, TrafficEntry, TRAFFIC_LIMIT};
+pub use device::{clock_label, now_ms, Device, TrafficEntry, TRAFFIC_LIMIT};
 pub use hub::{fetch_demo, DemoDevice};
 
 /// What the header says about the connection.

@@ -257,8 +257,11 @@ pub fn TrafficDrawer() -> impl IntoView {
                             <span class="dir" aria-label=if e.outbound { "sent" } else { "received" }>
                                 {if e.outbound { "→" } else { "←" }}
                             </span>
+                            <span class="time">{crate::client::clock_label(e.at)}</span>
                             <span class="kind">{e.kind}</span>
-                            <span class="summary">{e.summary.clone()}</span>
+                            <span class="summary">
+                                {e.summary.strip_prefix(e.kind).unwrap_or(&e.summary).trim_start().to_string()}
+                            </span>
                         </div>
                     </For>
                 </Show>
