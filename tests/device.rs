@@ -318,7 +318,13 @@ async fn the_app_is_a_device_telemetry_c2d_twin_desired_and_methods() {
         .map(|e| e.text_content().unwrap())
         .collect();
     assert!(traffic.iter().any(|t| t.contains("CONNACK")));
-    assert!(traffic.iter().any(|t| t.contains("PUBLISH telemetry")));
+    assert!(
+        traffic
+            .iter()
+            .any(|t| t.contains("PUBLISH")
+                && t.contains("telemetry devices/browser-1/messages/events/")),
+        "{traffic:?}"
+    );
 
     el(&root, "disconnect").click();
     wait_until("disconnected", 5_000, || status_is(&root, "disconnected")).await;
