@@ -25,23 +25,52 @@ fn by_testid(root: &HtmlElement, id: &str) -> HtmlElement {
         .unchecked_into()
 }
 
+/// Types into a textarea as a user does (value, then an input event).
+fn type_into(e: &HtmlElement, value: &str) {
+    e.unchecked_ref::<web_sys::HtmlTextAreaElement>()
+        .set_value(value);
+    let init = web_sys::EventInit::new();
+    init.set_bubbles(true);
+    e.dispatch_event(&web_sys::Event::new_with_event_init_dict("input", &init).unwrap())
+        .unwrap();
+}
+
 #[wasm_bindgen_test]
-async fn header_says_disconnected_and_connect_is_honest() {
+async fn bad_connection_strings_get_clear_errors_and_nothing_connects() {
     let root = mount_app();
     leptos::task::tick().await;
 
     let status = by_testid(&root, "conn-status");
-    assert!(
-        status.text_content().unwrap().contains("disconnected"),
-        "status was {:?}",
-        status.text_content()
-    );
-    // No panel pretends to work: Connect is disabled until the device session exists.
-    let connect = by_testid(&root, "connect");
-    assert!(connect.has_attribute("disabled"));
-    // The connection-string field exists and is empty (nothing is restored from storage).
+    assert_eq!(status.text_content().unwrap().trim(), "disconnected");
+    assert!(!by_testid(&root, "connect").has_attribute("disabled"));
+    assert!(by_testid(&root, "disconnect").has_attribute("disabled"));
+    // Nothing is restored from storage: keys are not persisted.
     let conn: web_sys::HtmlTextAreaElement = by_testid(&root, "conn-string").unchecked_into();
     assert_eq!(conn.value(), "");
+
+    let error_after = |input: &'static str| {
+        let root = root.clone();
+        async move {
+            type_into(&by_testid(&root, "conn-string"), input);
+            by_testid(&root, "connect").click();
+            leptos::task::tick().await;
+            by_testid(&root, "error").text_content().unwrap()
+        }
+    };
+    assert!(error_after("").await.contains("empty"));
+    let e = error_after("HostName=hub.azure-devices.net;DeviceId=d1;SharedAccessKey=abc!").await;
+    assert!(e.contains("SharedAccessKey is not valid base64"), "{e}");
+    let e = error_after(
+        "HostName=hub.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey=a2V5",
+    )
+    .await;
+    assert!(e.contains("DeviceId is missing"), "{e}");
+    let e = error_after("HostName=hub.azure-devices.net;DeviceId=a#b;SharedAccessKey=a2V5").await;
+    assert!(e.contains("MQTT wildcard"), "{e}");
+    // The key is never echoed back in an error.
+    let e = error_after("HostName=h;c2VjcmV0LWtleS1tdXN0LW5vdC1sZWFr").await;
+    assert!(!e.contains("c2VjcmV0"), "{e}");
+    assert_eq!(status.text_content().unwrap().trim(), "disconnected");
 }
 
 #[wasm_bindgen_test]

@@ -105,7 +105,10 @@ pub fn TelemetryPanel() -> impl IntoView {
         </fieldset>
         <div class="actions">
             <button type="button" class="btn btn--primary" data-testid="telemetry-send" on:click=send>
-                {move || if connected(device)() { "Send" } else { "Queue (not connected)" }}
+                {move || match device.status.get() {
+                    ConnStatus::Connecting | ConnStatus::Reconnecting => "Queue (reconnecting)",
+                    _ => "Send",
+                }}
             </button>
             <span class="muted" data-testid="telemetry-sent-count">
                 {move || format!("{} sent, {} acknowledged", device.sent.get(), device.acked.get())}

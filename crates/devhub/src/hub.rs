@@ -721,16 +721,22 @@ impl Hub {
         )]
     }
 
+    /// An injected twin failure, if one is pending: the error answer to send instead.
+    fn twin_fault(&mut self, conn: ConnId, rid: &str, now_ms: u64) -> Option<Vec<Action>> {
+        let status = self.faults.take(FaultOp::Twin)?;
+        Some(self.twin_error(
+            conn,
+            rid,
+            status,
+            fault_code(status),
+            "fault injection",
+            now_ms,
+        ))
+    }
+
     fn twin_get(&mut self, conn: ConnId, rid: &str, now_ms: u64) -> Vec<Action> {
-        if let Some(status) = self.faults.take(FaultOp::Twin) {
-            return self.twin_error(
-                conn,
-                rid,
-                status,
-                u32::from(status) * 1000,
-                "fault injection",
-                now_ms,
-            );
+        if let Some(out) = self.twin_fault(conn, rid, now_ms) {
+            return out;
         }
         let id = self.conns[&conn].identity.clone();
         match self
@@ -752,15 +758,8 @@ impl Hub {
     }
 
     fn twin_patch(&mut self, conn: ConnId, rid: &str, body: &[u8], now_ms: u64) -> Vec<Action> {
-        if let Some(status) = self.faults.take(FaultOp::Twin) {
-            return self.twin_error(
-                conn,
-                rid,
-                status,
-                u32::from(status) * 1000,
-                "fault injection",
-                now_ms,
-            );
+        if let Some(out) = self.twin_fault(conn, rid, now_ms) {
+            return out;
         }
         let c = &self.conns[&conn];
         if c.api_version.is_none() {
@@ -1336,7 +1335,7 @@ impl Hub {
         if let Some(status) = self.faults.take(FaultOp::Method) {
             return Err(ServiceError::new(
                 status,
-                u32::from(status) * 1000,
+                fault_code(status),
                 "fault injection",
             ));
         }
@@ -1484,6 +1483,12 @@ impl Hub {
     pub fn parse_connection_string(s: &str) -> Option<ConnectionString> {
         ConnectionString::parse(s).ok()
     }
+}
+
+/// The IoT Hub error code for an injected status: 429 -> 429001 (ThrottlingException),
+/// 500 -> 500001 (ServerError), and so on.
+fn fault_code(status: u16) -> u32 {
+    u32::from(status) * 1000 + 1
 }
 
 fn subs_for_store(subs: &[(String, QoS)]) -> Vec<(String, u8)> {
