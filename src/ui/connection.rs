@@ -76,7 +76,7 @@ pub fn ConnectionPanel() -> impl IntoView {
                     type="url"
                     data-testid="conn-endpoint"
                     spellcheck="false"
-                    placeholder="wss://{HostName}:443/$iothub/websocket"
+                    placeholder="wss://{HostName}:443/$iothub/websocket?iothub-no-client-cert=true"
                     bind:value=endpoint
                 />
                 <span class="field-hint">"Leave empty to use the hub named in the connection string."</span>

@@ -294,14 +294,16 @@ impl ConnectionString {
         self.gateway_host_name.as_deref().unwrap_or(&self.host_name)
     }
 
-    /// The hub's default WebSocket URL: `wss://{connect host}:443/$iothub/websocket`.
+    /// The hub's WebSocket URL for a SAS-authenticated device:
+    /// `wss://{connect host}:443/$iothub/websocket?iothub-no-client-cert=true`.
+    ///
+    /// The query tells the hub not to request a TLS client certificate (E-HUB, Java and C#
+    /// SDKs); without it the hub asks for one in the handshake, which a browser may answer
+    /// with a certificate picker or a failure. twinscope authenticates with SAS only.
     pub fn websocket_url(&self) -> String {
         let host = self.connect_host();
-        if host.contains(':') {
-            format!("wss://{host}/$iothub/websocket")
-        } else {
-            format!("wss://{host}:443/$iothub/websocket")
-        }
+        let port = if host.contains(':') { "" } else { ":443" };
+        format!("wss://{host}{port}/$iothub/websocket?iothub-no-client-cert=true")
     }
 }
 
@@ -357,7 +359,7 @@ mod tests {
         assert_eq!(cs.shared_access_key.as_ref().unwrap().as_bytes().len(), 32);
         assert_eq!(
             cs.websocket_url(),
-            "wss://hub.azure-devices.net:443/$iothub/websocket"
+            "wss://hub.azure-devices.net:443/$iothub/websocket?iothub-no-client-cert=true"
         );
         assert_eq!(
             cs.to_string(),
@@ -374,7 +376,10 @@ mod tests {
         assert_eq!(cs.identity().unwrap().client_id(), "d/m");
         assert_eq!(cs.shared_access_key_name.as_deref(), Some("device"));
         assert_eq!(cs.connect_host(), "127.0.0.1");
-        assert_eq!(cs.websocket_url(), "wss://127.0.0.1:443/$iothub/websocket");
+        assert_eq!(
+            cs.websocket_url(),
+            "wss://127.0.0.1:443/$iothub/websocket?iothub-no-client-cert=true"
+        );
     }
 
     #[test]
