@@ -116,7 +116,11 @@ struct Device {
 
 impl Device {
     async fn open(hub: &Devhub) -> Device {
-        let mut req = format!("ws://{}/$iothub/websocket", hub.addr)
+        Device::open_path(hub, "/$iothub/websocket").await
+    }
+
+    async fn open_path(hub: &Devhub, path: &str) -> Device {
+        let mut req = format!("ws://{}{path}", hub.addr)
             .into_client_request()
             .unwrap();
         req.headers_mut()
@@ -132,7 +136,11 @@ impl Device {
     }
 
     async fn connect(hub: &Devhub, id: &str, clean: bool) -> (Device, ConnAck) {
-        let mut d = Device::open(hub).await;
+        Device::connect_at(hub, "/$iothub/websocket", id, clean).await
+    }
+
+    async fn connect_at(hub: &Devhub, path: &str, id: &str, clean: bool) -> (Device, ConnAck) {
+        let mut d = Device::open_path(hub, path).await;
         let cs = hub.device(id);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -620,4 +628,19 @@ async fn expired_tokens_qos2_and_oversize_end_as_the_hub_ends_them() {
     assert_eq!(ack.code, ConnectReturnCode::Accepted);
     d2.send(Packet::PingReq).await;
     assert_eq!(d2.recv().await, Some(Packet::PingResp));
+}
+
+#[tokio::test]
+async fn the_no_client_cert_query_is_accepted() {
+    let hub = start(&[], None);
+    let (mut d, ack) = Device::connect_at(
+        &hub,
+        "/$iothub/websocket?iothub-no-client-cert=true",
+        "d1",
+        true,
+    )
+    .await;
+    assert_eq!(ack.code, ConnectReturnCode::Accepted);
+    d.send(Packet::PingReq).await;
+    assert_eq!(d.recv().await, Some(Packet::PingResp));
 }
