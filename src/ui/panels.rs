@@ -128,7 +128,8 @@ pub fn C2dPanel() -> impl IntoView {
                 when=move || device.c2d.with(|v| !v.is_empty())
                 fallback=|| view! {
                     <Empty title="No C2D messages yet">
-                        "Connect, then send one from the hub console or the Azure portal. "
+                        "Send one to this device from the Azure portal or a service SDK "
+                        "(devhub: POST /devices/{id}/messages/deviceBound). "
                         "Messages appear here with their body and properties."
                     </Empty>
                 }
@@ -204,7 +205,8 @@ pub fn MethodsPanel() -> impl IntoView {
                 when=move || device.methods.with(|v| !v.is_empty())
                 fallback=|| view! {
                     <Empty title="No method calls yet">
-                        "Connect, then invoke a direct method from the hub. Each call waits here "
+                        "Invoke a direct method on this device from the Azure portal or a service SDK "
+                        "(devhub: POST /twins/{id}/methods). Each call waits here "
                         "for you to answer with a status and payload."
                     </Empty>
                 }
