@@ -117,8 +117,8 @@ pub struct Device {
     pub twin: RwSignal<Option<TwinDocument>>,
     /// Desired-property updates: (version, patch).
     pub desired: RwSignal<Vec<(u64, Value)>>,
-    /// Method calls not yet answered.
-    pub methods: RwSignal<Vec<MethodCall>>,
+    /// Method calls not yet answered, with the time each arrived (ms).
+    pub methods: RwSignal<Vec<(u64, MethodCall)>>,
     inner: StoredValue<Option<Rc<RefCell<Inner>>>, LocalStorage>,
     traffic_seq: StoredValue<u64>,
 }
@@ -269,7 +269,7 @@ impl Device {
             .respond_method(now_ms(), rid, status, payload);
         self.pump(&rc);
         r.map_err(|e| e.to_string())?;
-        self.methods.update(|m| m.retain(|c| c.rid != rid));
+        self.methods.update(|m| m.retain(|(_, c)| c.rid != rid));
         Ok(())
     }
 
@@ -352,7 +352,7 @@ impl Device {
             Event::DesiredUpdate { version, patch } => {
                 self.desired.update(|v| v.push((version, patch)))
             }
-            Event::MethodCall(call) => self.methods.update(|v| v.push(call)),
+            Event::MethodCall(call) => self.methods.update(|v| v.push((now_ms(), call))),
             Event::TokenNeeded => self.renew_token(rc),
             Event::Traffic {
                 outbound,

@@ -21,6 +21,20 @@ pub fn countdown(expiry_ms: Option<u64>, now_ms: u64) -> String {
     }
 }
 
+/// How long a method call has waited, against the service's default 30 s timeout (the
+/// device is not told the caller's actual timeout).
+pub fn method_wait(arrived_ms: u64, now_ms: u64) -> String {
+    let waited = now_ms.saturating_sub(arrived_ms) / 1000;
+    if waited < 30 {
+        format!(
+            "waiting {waited} s; a caller using the default timeout gives up in {} s",
+            30 - waited
+        )
+    } else {
+        format!("waiting {waited} s; past the default 30 s timeout, the caller may have given up")
+    }
+}
+
 /// The telemetry form as typed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TelemetryForm {
@@ -106,6 +120,16 @@ pub fn body_text(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn method_waits() {
+        assert_eq!(
+            method_wait(1_000, 13_500),
+            "waiting 12 s; a caller using the default timeout gives up in 18 s"
+        );
+        assert!(method_wait(0, 45_000).contains("past the default 30 s timeout"));
+        assert!(method_wait(5_000, 0).starts_with("waiting 0 s"));
+    }
 
     #[test]
     fn countdowns() {

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use super::model::{body_text, property_lines, TelemetryForm};
+use super::model::{body_text, method_wait, property_lines, TelemetryForm};
 use crate::client::{ConnStatus, Device};
 
 /// An empty state: what will appear here and how to make it appear.
@@ -211,8 +211,9 @@ pub fn MethodsPanel() -> impl IntoView {
                     </Empty>
                 }
             >
-                <For each=move || device.methods.get() key=|c| c.rid.clone() let:call>
+                <For each=move || device.methods.get() key=|(_, c)| c.rid.clone() let:entry>
                     {
+                        let (arrived, call) = entry;
                         let status = RwSignal::new("200".to_string());
                         let response = RwSignal::new("{}".to_string());
                         let error = RwSignal::new(None::<String>);
@@ -225,7 +226,12 @@ pub fn MethodsPanel() -> impl IntoView {
                         };
                         view! {
                             <article class="card" data-testid="method-request">
-                                <p><span class="mono" data-testid="method-name">{call.name.clone()}</span></p>
+                                <p>
+                                    <span class="mono" data-testid="method-name">{call.name.clone()}</span>
+                                    <span class="muted method-wait">
+                                        {move || method_wait(arrived, device.now.get())}
+                                    </span>
+                                </p>
                                 <pre class="mono body">{body_text(&call.payload)}</pre>
                                 <div class="prop-row">
                                     <input type="number" aria-label="Status" data-testid="method-status" bind:value=status />
