@@ -97,5 +97,17 @@ fn bench() -> Result<(), String> {
         std::process::Command::new("cargo")
             .args(["bench", "--package", "twinscope-proto", "--bench", "codec"])
             .current_dir(util::root()),
+    )?;
+    util::step("devhub under load (crates/native/benches/devhub_load.rs; DEVICES, MESSAGES)");
+    util::run(
+        std::process::Command::new("cargo")
+            .args([
+                "bench",
+                "--package",
+                "twinscope-native",
+                "--bench",
+                "devhub_load",
+            ])
+            .current_dir(util::root()),
     )
 }
