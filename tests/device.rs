@@ -270,6 +270,13 @@ async fn the_app_is_a_device_telemetry_c2d_twin_desired_and_methods() {
         TimeoutFuture::new(50).await;
     }
     assert_eq!(reported["firmware"], "2.0.1");
+    // The app shows the hub's new reported version and the patched document.
+    let hub_version = reported["$version"].as_u64().unwrap().to_string();
+    wait_until("reported version shown", 5_000, || {
+        text(&root, "twin-reported-version").trim() == hub_version
+    })
+    .await;
+    assert!(text(&root, "twin-document").contains("2.0.1"));
 
     // A desired update from the REST API arrives.
     let (status, _) = call(
@@ -287,6 +294,10 @@ async fn the_app_is_a_device_telemetry_c2d_twin_desired_and_methods() {
             .any(|e| e.text_content().unwrap().contains("42"))
     })
     .await;
+    assert!(
+        text(&root, "twin-document").contains("\"interval\": 42"),
+        "desired update merged into the shown twin"
+    );
 
     // A method invoked through the REST API is answered from the UI.
     let pending = request(

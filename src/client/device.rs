@@ -12,7 +12,7 @@ use leptos::prelude::*;
 use leptos::wasm_bindgen::closure::Closure;
 use leptos::wasm_bindgen::JsCast;
 use serde_json::Value;
-use twinscope_proto::iothub::twin::TwinDocument;
+use twinscope_proto::iothub::twin::{merge_patch, TwinDocument};
 use twinscope_proto::iothub::{sas, ConnectionString, SymmetricKey};
 use twinscope_proto::mqtt::Packet;
 use twinscope_proto::session::{
@@ -121,6 +121,8 @@ pub struct Device {
     pub methods: RwSignal<Vec<(u64, MethodCall)>>,
     inner: StoredValue<Option<Rc<RefCell<Inner>>>, LocalStorage>,
     traffic_seq: StoredValue<u64>,
+    /// Reported patches sent and not yet answered, by request.
+    patches: StoredValue<Vec<(twinscope_proto::session::RequestId, Value)>>,
 }
 
 impl Default for Device {
@@ -147,6 +149,7 @@ impl Device {
             methods: RwSignal::new(Vec::new()),
             inner: StoredValue::new_local(None),
             traffic_seq: StoredValue::new(0),
+            patches: StoredValue::new(Vec::new()),
         }
     }
 
@@ -256,6 +259,10 @@ impl Device {
     pub fn patch_reported(&self, patch: &Value) -> Result<(), String> {
         let rc = self.rc().ok_or("not connected: connect first")?;
         let r = rc.borrow_mut().session.patch_reported(now_ms(), patch);
+        if let Ok(request) = r {
+            self.patches
+                .update_value(|p| p.push((request, patch.clone())));
+        }
         self.pump(&rc);
         r.map(|_| ()).map_err(|e| e.to_string())
     }
@@ -345,12 +352,37 @@ impl Device {
             Event::Twin { result: Err(e), .. } => self
                 .error
                 .set(Some(format!("twin request failed: {}", e.message))),
-            Event::ReportedPatched { result: Err(e), .. } => self
-                .error
-                .set(Some(format!("reported patch failed: {}", e.message))),
-            Event::ReportedPatched { result: Ok(_), .. } | Event::TwinResync { .. } => {}
+            Event::ReportedPatched { request, result } => {
+                let sent = self.take_patch(request);
+                match result {
+                    // Keep the shown twin current: the hub applied the patch as this version.
+                    Ok(version) => self.twin.update(|t| {
+                        if let (Some(t), Some(patch)) =
+                            (t.as_mut(), sent.as_ref().and_then(Value::as_object))
+                        {
+                            merge_patch(&mut t.reported.properties, patch);
+                            t.reported.version = version;
+                        }
+                    }),
+                    Err(e) => self
+                        .error
+                        .set(Some(format!("reported patch failed: {}", e.message))),
+                }
+            }
+            Event::TwinResync { .. } => {}
             Event::DesiredUpdate { version, patch } => {
-                self.desired.update(|v| v.push((version, patch)))
+                self.twin.update(|t| {
+                    if let (Some(t), Some(p)) = (t.as_mut(), patch.as_object()) {
+                        let p: serde_json::Map<String, Value> = p
+                            .iter()
+                            .filter(|(k, _)| !k.starts_with('$'))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
+                        merge_patch(&mut t.desired.properties, &p);
+                        t.desired.version = version;
+                    }
+                });
+                self.desired.update(|v| v.push((version, patch)));
             }
             Event::MethodCall(call) => self.methods.update(|v| v.push((now_ms(), call))),
             Event::TokenNeeded => self.renew_token(rc),
@@ -361,6 +393,16 @@ impl Device {
             } => self.log(outbound, at, &packet),
             Event::Error(m) => self.error.set(Some(m)),
         }
+    }
+
+    fn take_patch(&self, request: twinscope_proto::session::RequestId) -> Option<Value> {
+        let mut found = None;
+        self.patches.update_value(|p| {
+            if let Some(i) = p.iter().position(|(r, _)| *r == request) {
+                found = Some(p.remove(i).1);
+            }
+        });
+        found
     }
 
     fn renew_token(&self, rc: &Rc<RefCell<Inner>>) {

@@ -168,9 +168,18 @@ pub fn TwinPanel() -> impl IntoView {
         <div class="actions">
             <button type="button" class="btn" data-testid="twin-get" disabled=move || !connected(device)()
                 on:click=move |_| error.set(device.get_twin().err())>"Get twin"</button>
-            <span class="muted" data-testid="twin-reported-version">
-                {move || device.twin.get().map(|t| format!("desired v{}, reported v{}", t.desired.version, t.reported.version)).unwrap_or_default()}
-            </span>
+            <Show when=move || device.twin.with(Option::is_some)>
+                <span class="muted">
+                    "reported $version "
+                    <span class="mono" data-testid="twin-reported-version">
+                        {move || device.twin.with(|t| t.as_ref().map(|t| t.reported.version.to_string()).unwrap_or_default())}
+                    </span>
+                    " · desired $version "
+                    <span class="mono" data-testid="twin-desired-version">
+                        {move || device.twin.with(|t| t.as_ref().map(|t| t.desired.version.to_string()).unwrap_or_default())}
+                    </span>
+                </span>
+            </Show>
         </div>
         <pre class="mono body" data-testid="twin-document">
             {move || device.twin.get().map(|t| serde_json::to_string_pretty(&t.to_json()).unwrap_or_default())
