@@ -9,7 +9,8 @@
 //! - Debian's chromium, chromium-driver and mosquitto (apt-get when root, else the
 //!   command to run);
 //! - a Python virtual environment `.venv` with the official Azure IoT SDKs
-//!   (crates/devhub/tests/interop/requirements.txt).
+//!   (crates/devhub/tests/interop/requirements.txt);
+//! - the official Azure IoT Node device SDK (crates/devhub/tests/interop/node, `npm ci`).
 
 use std::env;
 use std::ffi::OsString;
@@ -168,6 +169,9 @@ pub fn run() -> Result<Tools, String> {
     // 6. Python with the official Azure IoT SDKs, for devhub's interop tests.
     let python = python_env(&root, &find, &mut did)?;
 
+    // 7. The official Azure IoT Node device SDK, for devhub's interop tests.
+    node_env(&root, &find, &mut did)?;
+
     if did.is_empty() {
         println!("setup: everything was already installed");
     } else {
@@ -274,4 +278,31 @@ fn python_env(
     std::fs::write(&stamp, wanted).map_err(|e| format!("write {}: {e}", stamp.display()))?;
     did.push("installed the Python SDKs for the interop tests into .venv".into());
     Ok(python)
+}
+
+/// The interop tests' Node packages, installed with `npm ci` from the committed lockfile
+/// unless the installed ones already match it.
+fn node_env(
+    root: &Path,
+    find: &dyn Fn(&str) -> Option<PathBuf>,
+    did: &mut Vec<String>,
+) -> Result<(), String> {
+    let dir = root.join("crates/devhub/tests/interop/node");
+    let lock = std::fs::read_to_string(dir.join("package-lock.json"))
+        .map_err(|e| format!("read {}: {e}", dir.join("package-lock.json").display()))?;
+    let stamp = dir.join("node_modules/.twinscope-lock");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(lock.as_str()) {
+        ok("Node SDK (azure-iot-device, azure-iot-device-mqtt) in crates/devhub/tests/interop/node");
+        return Ok(());
+    }
+    let npm = find("npm")
+        .ok_or("npm is missing: install Node.js and npm (Debian: apt-get install nodejs npm)")?;
+    run_cmd(
+        Command::new(npm)
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir),
+    )?;
+    std::fs::write(&stamp, lock).map_err(|e| format!("write {}: {e}", stamp.display()))?;
+    did.push("installed the Node SDK for the interop tests".into());
+    Ok(())
 }

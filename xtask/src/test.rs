@@ -65,7 +65,17 @@ impl Tally {
 /// Reads a test runner's summary into (passed, failed): cargo's
 /// `test result: ok. 12 passed; 0 failed; ...` or pytest's `== 1 failed, 4 passed in 2.1s ==`.
 fn parse_result_line(line: &str) -> Option<(u64, u64)> {
-    parse_cargo_line(line).or_else(|| parse_pytest_line(line))
+    parse_cargo_line(line)
+        .or_else(|| parse_plain_line(line))
+        .or_else(|| parse_pytest_line(line))
+}
+
+/// The plain closing line `N passed, N failed` (the Node interop script prints it).
+fn parse_plain_line(line: &str) -> Option<(u64, u64)> {
+    let (p, f) = line.trim().split_once(", ")?;
+    let passed = p.strip_suffix(" passed")?.parse().ok()?;
+    let failed = f.strip_suffix(" failed")?.parse().ok()?;
+    Some((passed, failed))
 }
 
 fn parse_pytest_line(line: &str) -> Option<(u64, u64)> {
@@ -177,6 +187,13 @@ pub fn run() -> ExitCode {
                 "DEVHUB_BIN",
                 crate::util::root().join("target/debug/devhub"),
             ),
+    );
+    t.tests(
+        "interop: official Azure IoT Node device SDK against devhub (TLS on 127.0.0.1:443 and :8883)",
+        tools
+            .cmd("node")
+            .arg("crates/devhub/tests/interop/node/test.js")
+            .env("DEVHUB_BIN", crate::util::root().join("target/debug/devhub")),
     );
     step("start devhub for the browser tests");
     let hub = match DevhubProcess::start() {
@@ -299,5 +316,7 @@ mod tests {
         );
         assert_eq!(parse_result_line("2 passed, 1 error in 1.0s"), Some((2, 1)));
         assert_eq!(parse_result_line("devhub: listening in http"), None);
+        assert_eq!(parse_result_line("3 passed, 0 failed"), Some((3, 0)));
+        assert_eq!(parse_result_line("2 passed, 1 failed"), Some((2, 1)));
     }
 }
