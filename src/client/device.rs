@@ -12,7 +12,7 @@ use leptos::prelude::*;
 use leptos::wasm_bindgen::closure::Closure;
 use leptos::wasm_bindgen::JsCast;
 use serde_json::Value;
-use twinscope_proto::iothub::twin::{merge_patch, TwinDocument};
+use twinscope_proto::iothub::twin::TwinDocument;
 use twinscope_proto::iothub::{sas, ConnectionString, SymmetricKey};
 use twinscope_proto::mqtt::Packet;
 use twinscope_proto::session::{
@@ -360,8 +360,7 @@ impl Device {
                         if let (Some(t), Some(patch)) =
                             (t.as_mut(), sent.as_ref().and_then(Value::as_object))
                         {
-                            merge_patch(&mut t.reported.properties, patch);
-                            t.reported.version = version;
+                            t.apply_reported(patch, version);
                         }
                     }),
                     Err(e) => self
@@ -373,13 +372,7 @@ impl Device {
             Event::DesiredUpdate { version, patch } => {
                 self.twin.update(|t| {
                     if let (Some(t), Some(p)) = (t.as_mut(), patch.as_object()) {
-                        let p: serde_json::Map<String, Value> = p
-                            .iter()
-                            .filter(|(k, _)| !k.starts_with('$'))
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect();
-                        merge_patch(&mut t.desired.properties, &p);
-                        t.desired.version = version;
+                        t.apply_desired(p, version);
                     }
                 });
                 self.desired.update(|v| v.push((version, patch)));

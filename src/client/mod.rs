@@ -3,9 +3,11 @@
 
 mod device;
 mod hub;
+mod page;
 
 pub use device::{clock_label, now_ms, Device, TrafficEntry, TRAFFIC_LIMIT};
 pub use hub::{fetch_demo, DemoDevice};
+pub use page::{focus_element, page_origin};
 
 /// What the header says about the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

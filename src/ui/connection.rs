@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::client::{fetch_demo, ConnStatus, Device};
+use crate::client::{fetch_demo, page_origin, ConnStatus, Device};
 
 /// Connection string, endpoint override, token lifetime, connect and disconnect.
 /// The connection string is kept in memory only: keys are never persisted.
@@ -17,10 +17,7 @@ pub fn ConnectionPanel() -> impl IntoView {
 
     // When devhub serves this page, offer its demo device.
     leptos::task::spawn_local(async move {
-        let origin = web_sys::window()
-            .and_then(|w| w.location().origin().ok())
-            .unwrap_or_default();
-        if let Some(demo) = fetch_demo(&origin).await {
+        if let Some(demo) = fetch_demo(&page_origin()).await {
             if conn_string.get_untracked().is_empty() {
                 conn_string.set(demo.connection_string);
                 endpoint.set(demo.websocket_url);

@@ -106,12 +106,7 @@ fn TabBar(tab: ReadSignal<Tab>, set_tab: WriteSignal<Tab>) -> impl IntoView {
         if let Some(next) = tab.get_untracked().after_key(&ev.key()) {
             ev.prevent_default();
             set_tab.set(next);
-            if let Some(el) = document().get_element_by_id(&format!("tab-{}", next.slug())) {
-                use leptos::wasm_bindgen::JsCast;
-                if let Ok(el) = el.dyn_into::<web_sys::HtmlElement>() {
-                    let _ = el.focus();
-                }
-            }
+            crate::client::focus_element(&format!("tab-{}", next.slug()));
         }
     };
     view! {

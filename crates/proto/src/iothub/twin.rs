@@ -376,6 +376,24 @@ impl TwinDocument {
         })
     }
 
+    /// Applies a reported patch the hub acknowledged as `version` (its 204 answer).
+    pub fn apply_reported(&mut self, patch: &Map<String, Value>, version: u64) {
+        merge_patch(&mut self.reported.properties, patch);
+        self.reported.version = version;
+    }
+
+    /// Applies a desired-properties update of `version` (`$`-keys such as `$version` in
+    /// the notification are not properties).
+    pub fn apply_desired(&mut self, patch: &Map<String, Value>, version: u64) {
+        let props: Map<String, Value> = patch
+            .iter()
+            .filter(|(k, _)| !k.starts_with('$'))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        merge_patch(&mut self.desired.properties, &props);
+        self.desired.version = version;
+    }
+
     /// The GET response body: top-level desired and reported, no metadata.
     pub fn to_json(&self) -> Value {
         serde_json::json!({
@@ -598,6 +616,24 @@ mod tests {
         assert_eq!(
             TwinDocument::parse(br#"{"desired":{"$version":1}}"#),
             Err(TwinError::Shape("reported"))
+        );
+    }
+
+    #[test]
+    fn documents_follow_acknowledged_patches_and_desired_updates() {
+        let mut d = TwinDocument::parse(
+            br#"{"desired":{"a":1,"$version":3},"reported":{"x":1,"$version":7}}"#,
+        )
+        .unwrap();
+        d.apply_reported(&obj(json!({"x": null, "y": {"z": 2}})), 8);
+        assert_eq!(
+            d.reported.to_json(false),
+            json!({"y": {"z": 2}, "$version": 8})
+        );
+        d.apply_desired(&obj(json!({"b": 2, "$version": 4})), 4);
+        assert_eq!(
+            d.desired.to_json(false),
+            json!({"a": 1, "b": 2, "$version": 4})
         );
     }
 

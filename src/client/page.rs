@@ -1,0 +1,20 @@
+//! The page itself: its origin, and moving keyboard focus.
+
+use leptos::wasm_bindgen::JsCast;
+
+/// The page's origin (`http://127.0.0.1:8080`), or empty if unknown.
+pub fn page_origin() -> String {
+    web_sys::window()
+        .and_then(|w| w.location().origin().ok())
+        .unwrap_or_default()
+}
+
+/// Moves keyboard focus to the element with this id, if there is one.
+pub fn focus_element(id: &str) {
+    let el = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.get_element_by_id(id));
+    if let Some(el) = el.and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok()) {
+        let _ = el.focus();
+    }
+}
