@@ -208,61 +208,61 @@ pub fn TwinPanel() -> impl IntoView {
 pub fn MethodsPanel() -> impl IntoView {
     let device = expect_context::<Device>();
     view! {
-            <h2 class="sr-only">"Direct methods"</h2>
-            <div data-testid="method-list" class="list">
-                <Show
-                    when=move || device.methods.with(|v| !v.is_empty())
-                    fallback=|| view! {
-                        <Empty title="No method calls yet">
-                            "Invoke a direct method on this device from the Azure portal or a service SDK "
-                            "(devhub: POST /twins/{id}/methods). Each call waits here "
-                            "for you to answer with a status and payload."
-                        </Empty>
-                    }
-                >
-                    <For each=move || device.methods.get() key=|(_, c)| c.rid.clone() let:entry>
-                        {
-                            let (arrived, call) = entry;
-                            let status = RwSignal::new("200".to_string());
-                            let response = RwSignal::new("{}".to_string());
-                            let error = RwSignal::new(None::<String>);
-                            let rid = call.rid.clone();
-                            let respond = move |_| {
-                                let r = status.get_untracked().trim().parse::<i32>()
-                                    .map_err(|_| "status must be a whole number".to_string())
-                                    .and_then(|s| device.respond_method(&rid, s, response.get_untracked().trim().as_bytes()));
-                                error.set(r.err());
-                            };
-                            view! {
-                                <article class="card" data-testid="method-request">
-                                    <p>
-                                        <span class="mono" data-testid="method-name">{call.name.clone()}</span>
-                                        <span class="muted method-wait">
-                                            {move || method_wait(arrived, device.now.get())}
-                                        </span>
-                                    </p>
-                                    <pre class="mono body">{body_text(&call.payload)}</pre>
-                                    <div class="method-answer">
-                                        <label class="field">
-                                            <span class="field-label">"Status"</span>
-                                            <input type="number" data-testid="method-status" bind:value=status />
-                                        </label>
-                                        <label class="field method-payload">
-                                            <span class="field-label">"Response payload (JSON, may be empty)"</span>
-                                            <textarea class="mono" rows="2" data-testid="method-response" bind:value=response></textarea>
-                                        </label>
-                                        <button type="button" class="btn btn--primary" data-testid="method-respond" on:click=respond>
-                                            "Respond"
-                                        </button>
-                                    </div>
-                                    {move || error.get().map(|e| view! { <p class="error" data-testid="error">{e}</p> })}
-                                </article>
-                            }
+        <h2 class="sr-only">"Direct methods"</h2>
+        <div data-testid="method-list" class="list">
+            <Show
+                when=move || device.methods.with(|v| !v.is_empty())
+                fallback=|| view! {
+                    <Empty title="No method calls yet">
+                        "Invoke a direct method on this device from the Azure portal or a service SDK "
+                        "(devhub: POST /twins/{id}/methods). Each call waits here "
+                        "for you to answer with a status and payload."
+                    </Empty>
+                }
+            >
+                <For each=move || device.methods.get() key=|(_, c)| c.rid.clone() let:entry>
+                    {
+                        let (arrived, call) = entry;
+                        let status = RwSignal::new("200".to_string());
+                        let response = RwSignal::new("{}".to_string());
+                        let error = RwSignal::new(None::<String>);
+                        let rid = call.rid.clone();
+                        let respond = move |_| {
+                            let r = status.get_untracked().trim().parse::<i32>()
+                                .map_err(|_| "status must be a whole number".to_string())
+                                .and_then(|s| device.respond_method(&rid, s, response.get_untracked().trim().as_bytes()));
+                            error.set(r.err());
+                        };
+                        view! {
+                            <article class="card" data-testid="method-request">
+                                <p>
+                                    <span class="mono" data-testid="method-name">{call.name.clone()}</span>
+                                    <span class="muted method-wait">
+                                        {move || method_wait(arrived, device.now.get())}
+                                    </span>
+                                </p>
+                                <pre class="mono body">{body_text(&call.payload)}</pre>
+                                <div class="method-answer">
+                                    <label class="field">
+                                        <span class="field-label">"Status"</span>
+                                        <input type="number" data-testid="method-status" bind:value=status />
+                                    </label>
+                                    <label class="field method-payload">
+                                        <span class="field-label">"Response payload (JSON, may be empty)"</span>
+                                        <textarea class="mono" rows="2" data-testid="method-response" bind:value=response></textarea>
+                                    </label>
+                                    <button type="button" class="btn btn--primary" data-testid="method-respond" on:click=respond>
+                                        "Respond"
+                                    </button>
+                                </div>
+                                {move || error.get().map(|e| view! { <p class="error" data-testid="error">{e}</p> })}
+                            </article>
                         }
-                    </For>
-                </Show>
-            </div>
-        }
+                    }
+                </For>
+            </Show>
+        </div>
+    }
 }
 
 #[component]
