@@ -49,12 +49,12 @@ pub fn router(shared: Arc<Shared>, cfg: HttpConfig) -> Router {
         .route("/devices", get(list_devices))
         .route(
             "/devices/{id}",
-            put(put_device).get(get_device).delete(delete_device),
+            put(put_identity).get(get_identity).delete(delete_identity),
         )
         .route("/devices/{id}/modules", get(list_modules))
         .route(
             "/devices/{id}/modules/{mid}",
-            put(put_module).get(get_module).delete(delete_module),
+            put(put_identity).get(get_identity).delete(delete_identity),
         )
         .route("/devices/{id}/messages/deviceBound", post(send_c2d))
         .route(
@@ -63,15 +63,10 @@ pub fn router(shared: Arc<Shared>, cfg: HttpConfig) -> Router {
         )
         .route(
             "/twins/{id}/modules/{mid}",
-            get(get_module_twin)
-                .patch(patch_module_twin)
-                .put(replace_module_twin),
+            get(get_twin).patch(patch_twin).put(replace_twin),
         )
-        .route("/twins/{id}/methods", post(invoke_device_method))
-        .route(
-            "/twins/{id}/modules/{mid}/methods",
-            post(invoke_module_method),
-        )
+        .route("/twins/{id}/methods", post(invoke_method))
+        .route("/twins/{id}/modules/{mid}/methods", post(invoke_method))
         .route("/devhub/health", get(|| async { "ok" }))
         .route("/devhub/demo", get(demo))
         .route("/devhub/events", get(events))
@@ -203,117 +198,105 @@ async fn list_modules(
     Ok(Json(v).into_response())
 }
 
-fn put_identity(
-    s: &AppState,
-    device: &str,
-    module: Option<&str>,
-    headers: &HeaderMap,
-    body: &Bytes,
+/// The identity a route names: `{id}` (a device) or `{id}/modules/{mid}` (a module).
+/// One handler serves both routes.
+#[derive(Deserialize)]
+struct Target {
+    id: String,
+    mid: Option<String>,
+}
+
+async fn put_identity(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path(t): Path<Target>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> ApiResult {
-    let body = json_body(body)?;
-    let im = if_match(headers);
+    let body = json_body(&body)?;
+    let im = if_match(&headers);
     let v = s.shared.with_hub(|h| {
-        (
-            h.put_identity(device, module, &body, im.as_deref(), now_ms()),
-            Vec::new(),
-        )
+        let r = h.put_identity(&t.id, t.mid.as_deref(), &body, im.as_deref(), now_ms());
+        (r, Vec::new())
     })?;
     Ok(Json(v).into_response())
 }
 
-fn get_identity(s: &AppState, device: &str, module: Option<&str>) -> ApiResult {
-    let v = s.shared.read_hub(|h| -> Result<Value, ServiceError> {
-        let id = DeviceId::new(device).map_err(|e| ServiceError {
-            status: 400,
-            code: 400004,
-            message: e.to_string(),
-        })?;
-        let rec = h
-            .store()
-            .identity(id.as_str(), module)?
-            .ok_or_else(|| ServiceError {
-                status: 404,
-                code: if module.is_some() { 404010 } else { 404001 },
-                message: format!(
-                    "{} does not exist",
-                    module.map_or(device.to_string(), |m| format!("{device}/{m}"))
-                ),
-            })?;
-        Ok(h.identity_json(&rec))
-    })?;
+async fn get_identity(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path(t): Path<Target>,
+) -> ApiResult {
+    let v = s
+        .shared
+        .read_hub(|h| h.identity_of(&t.id, t.mid.as_deref()))?;
     Ok(Json(v).into_response())
 }
 
-fn delete_identity(s: &AppState, device: &str, module: Option<&str>) -> ApiResult {
-    s.shared
-        .with_hub(|h| match h.delete_identity(device, module, now_ms()) {
+async fn delete_identity(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path(t): Path<Target>,
+) -> ApiResult {
+    s.shared.with_hub(
+        |h| match h.delete_identity(&t.id, t.mid.as_deref(), now_ms()) {
             Ok(actions) => (Ok(()), actions),
             Err(e) => (Err(e), Vec::new()),
-        })?;
+        },
+    )?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn put_device(
-    _: Authorized,
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    put_identity(&s, &id, None, &headers, &body)
-}
-async fn get_device(_: Authorized, State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    get_identity(&s, &id, None)
-}
-async fn delete_device(
-    _: Authorized,
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult {
-    delete_identity(&s, &id, None)
-}
-async fn put_module(
-    _: Authorized,
-    State(s): State<AppState>,
-    Path((id, mid)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    put_identity(&s, &id, Some(&mid), &headers, &body)
-}
-async fn get_module(
-    _: Authorized,
-    State(s): State<AppState>,
-    Path((id, mid)): Path<(String, String)>,
-) -> ApiResult {
-    get_identity(&s, &id, Some(&mid))
-}
-async fn delete_module(
-    _: Authorized,
-    State(s): State<AppState>,
-    Path((id, mid)): Path<(String, String)>,
-) -> ApiResult {
-    delete_identity(&s, &id, Some(&mid))
 }
 
 // ------------------------------------------------------------------ twins
 
-fn twin_get(s: &AppState, device: &str, module: Option<&str>) -> ApiResult {
-    Ok(Json(s.shared.read_hub(|h| h.twin_json(device, module))?).into_response())
+async fn get_twin(_: Authorized, State(s): State<AppState>, Path(t): Path<Target>) -> ApiResult {
+    Ok(Json(
+        s.shared
+            .read_hub(|h| h.twin_json(&t.id, t.mid.as_deref()))?,
+    )
+    .into_response())
 }
 
-fn twin_update(
-    s: &AppState,
-    device: &str,
-    module: Option<&str>,
-    headers: &HeaderMap,
-    body: &Bytes,
+async fn patch_twin(
+    auth: Authorized,
+    state: State<AppState>,
+    path: Path<Target>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    update_twin(auth, state, path, headers, body, false)
+}
+
+async fn replace_twin(
+    auth: Authorized,
+    state: State<AppState>,
+    path: Path<Target>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    update_twin(auth, state, path, headers, body, true)
+}
+
+/// PATCH merges tags and desired properties; PUT replaces them.
+fn update_twin(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path(t): Path<Target>,
+    headers: HeaderMap,
+    body: Bytes,
     replace: bool,
 ) -> ApiResult {
-    let body = json_body(body)?;
-    let im = if_match(headers);
+    let body = json_body(&body)?;
+    let im = if_match(&headers);
     let v = s.shared.with_hub(|h| {
-        match h.update_twin(device, module, &body, replace, im.as_deref(), now_ms()) {
+        match h.update_twin(
+            &t.id,
+            t.mid.as_deref(),
+            &body,
+            replace,
+            im.as_deref(),
+            now_ms(),
+        ) {
             Ok((v, actions)) => (Ok(v), actions),
             Err(e) => (Err(e), Vec::new()),
         }
@@ -321,62 +304,16 @@ fn twin_update(
     Ok(Json(v).into_response())
 }
 
-async fn get_twin(_: Authorized, State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    twin_get(&s, &id, None)
-}
-async fn patch_twin(
-    _: Authorized,
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    twin_update(&s, &id, None, &headers, &body, false)
-}
-async fn replace_twin(
-    _: Authorized,
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    twin_update(&s, &id, None, &headers, &body, true)
-}
-async fn get_module_twin(
-    _: Authorized,
-    State(s): State<AppState>,
-    Path((id, mid)): Path<(String, String)>,
-) -> ApiResult {
-    twin_get(&s, &id, Some(&mid))
-}
-async fn patch_module_twin(
-    _: Authorized,
-    State(s): State<AppState>,
-    Path((id, mid)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    twin_update(&s, &id, Some(&mid), &headers, &body, false)
-}
-async fn replace_module_twin(
-    _: Authorized,
-    State(s): State<AppState>,
-    Path((id, mid)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    twin_update(&s, &id, Some(&mid), &headers, &body, true)
-}
-
 // ------------------------------------------------------------------ methods
 
 async fn invoke_method(
-    s: &AppState,
-    device: &str,
-    module: Option<&str>,
-    body: &Bytes,
+    _: Authorized,
+    State(s): State<AppState>,
+    Path(t): Path<Target>,
+    body: Bytes,
 ) -> ApiResult {
-    let body = json_body(body)?;
+    let (device, module) = (t.id.as_str(), t.mid.as_deref());
+    let body = json_body(&body)?;
     let name = body["methodName"]
         .as_str()
         .ok_or_else(|| bad_request("methodName is required"))?
@@ -427,23 +364,6 @@ async fn invoke_method(
             }))
         }
     }
-}
-
-async fn invoke_device_method(
-    _: Authorized,
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    invoke_method(&s, &id, None, &body).await
-}
-async fn invoke_module_method(
-    _: Authorized,
-    State(s): State<AppState>,
-    Path((id, mid)): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult {
-    invoke_method(&s, &id, Some(&mid), &body).await
 }
 
 // ------------------------------------------------------------------ C2D

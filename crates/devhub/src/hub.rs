@@ -1121,6 +1121,16 @@ impl Hub {
         Ok(self.identity_json(&rec))
     }
 
+    /// The REST view of an identity, or the hub's 400/404 answer.
+    pub fn identity_of(&self, device: &str, module: Option<&str>) -> Result<Value, ServiceError> {
+        let id = parse_identity(device, module)?;
+        let rec = self
+            .store
+            .identity(device, module)?
+            .ok_or_else(|| not_found(&id))?;
+        Ok(self.identity_json(&rec))
+    }
+
     /// An identity as the REST API shows it.
     pub fn identity_json(&self, r: &IdentityRecord) -> Value {
         let client = match &r.module_id {
