@@ -69,15 +69,17 @@ fn serve(args: &[String]) -> Result<(), String> {
     let tools = setup::run()?;
     util::step("build the web app (trunk build --release)");
     util::run(tools.cmd("trunk").args(["build", "--release"]))?;
-    util::step("build devhub");
+    util::step("build devhub (release: cargo build --profile devhub)");
     util::run(tools.cmd("cargo").args([
         "build",
+        "--profile",
+        "devhub",
         "--package",
         "twinscope-devhub",
         "--bin",
         "devhub",
     ]))?;
-    let devhub = util::root().join("target/debug/devhub");
+    let devhub = util::root().join("target/devhub/devhub");
     util::step("run devhub with a demo device (Ctrl-C stops it)");
     println!("twinscope: open http://127.0.0.1:{port}/ (devhub serves the app and is its hub)");
     util::run(tools.cmd(devhub.to_str().unwrap_or("devhub")).args([

@@ -249,7 +249,16 @@ impl DevhubProcess {
     fn start() -> Result<DevhubProcess, String> {
         let bin = crate::util::root().join("target/debug/devhub");
         let mut child = Command::new(&bin)
-            .args(["serve", "--in-memory", "--listen", "127.0.0.1:0", "--quiet"])
+            // The test pages are served by wasm-bindgen-test-runner on a port of its own.
+            .args([
+                "serve",
+                "--in-memory",
+                "--listen",
+                "127.0.0.1:0",
+                "--quiet",
+                "--allow-origin",
+                "http://127.0.0.1:*",
+            ])
             .stdout(Stdio::piped())
             .spawn()
             .map_err(|e| format!("{}: {e}", bin.display()))?;

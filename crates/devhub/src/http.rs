@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::handler::HandlerWithoutStateExt;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -19,10 +21,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
-use tower_http::cors::CorsLayer;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use twinscope_proto::iothub::{DeviceId, Identity, PropertyBag};
 
-use crate::hub::{FaultOp, ServiceError};
+use crate::guard::Exposure;
+use crate::hub::{ErrorCode, FaultOp, ServiceError};
 use crate::net::{now_ms, serve_websocket, Shared};
 
 /// Settings the HTTP layer needs beyond the hub.
@@ -32,6 +35,8 @@ pub struct HttpConfig {
     pub demo_device: Option<String>,
     /// Directory of the built web app, served at `/`.
     pub app_dir: Option<PathBuf>,
+    /// The names and origins devhub answers to.
+    pub exposure: Exposure,
 }
 
 #[derive(Clone)]
@@ -40,9 +45,11 @@ struct AppState {
     cfg: HttpConfig,
 }
 
-/// The router for one listener.
+/// The router for one listener: every request passes the [`Exposure`] check first, and
+/// every error answer, axum's own rejections included, has IoT Hub's JSON shape.
 pub fn router(shared: Arc<Shared>, cfg: HttpConfig) -> Router {
     let app_dir = cfg.app_dir.clone();
+    let exposure = Arc::new(cfg.exposure.clone());
     let state = AppState { shared, cfg };
     let mut r = Router::new()
         .route("/$iothub/websocket", get(websocket))
@@ -72,12 +79,101 @@ pub fn router(shared: Arc<Shared>, cfg: HttpConfig) -> Router {
         .route("/devhub/events", get(events))
         .route("/devhub/events/stream", get(events_stream))
         .route("/devhub/faults", post(faults))
-        .with_state(state)
-        .layer(CorsLayer::very_permissive());
-    if let Some(dir) = app_dir {
-        r = r.fallback_service(tower_http::services::ServeDir::new(dir));
+        .with_state(state);
+    r = match app_dir {
+        Some(dir) => r.fallback_service(
+            tower_http::services::ServeDir::new(dir).not_found_service(not_found.into_service()),
+        ),
+        None => r.fallback(not_found),
+    };
+    let cors_exposure = exposure.clone();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin, parts| {
+            let host = parts
+                .headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            origin
+                .to_str()
+                .is_ok_and(|o| cors_exposure.origin_allowed(o, host))
+        }))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers([header::ETAG])
+        .max_age(Duration::from_secs(600));
+    r.layer(cors)
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            let exposure = exposure.clone();
+            async move {
+                match exposure.check(req.method(), req.uri().path(), req.headers()) {
+                    Ok(()) => next.run(req).await,
+                    Err(e) => ApiError(e).into_response(),
+                }
+            }
+        }))
+        .layer(middleware::map_response(hub_shaped_errors))
+}
+
+/// `404` for a route devhub does not have.
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError(ServiceError::new(
+        ErrorCode::GenericNotFound,
+        format!("devhub has no route {}", uri.path()),
+    ))
+}
+
+/// Gives axum's own plain-text error answers (a body over the size limit, an undecodable
+/// path or query, a method a route does not take, a bad WebSocket upgrade) IoT Hub's JSON
+/// shape, keeping their text as the message.
+async fn hub_shaped_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
     }
-    r
+    let code = match status.as_u16() {
+        400 => ErrorCode::ArgumentInvalid,
+        401 => ErrorCode::IotHubUnauthorized,
+        403 => ErrorCode::GenericForbidden,
+        404 => ErrorCode::GenericNotFound,
+        405 => ErrorCode::GenericMethodNotAllowed,
+        413 => ErrorCode::GenericRequestEntityTooLarge,
+        415 => ErrorCode::GenericUnsupportedMediaType,
+        _ => ErrorCode::ServerError,
+    };
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_string()
+    } else {
+        text
+    };
+    let mut e = ServiceError::new(code, message);
+    e.status = status.as_u16();
+    let mut out = ApiError(e).into_response();
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 /// An error answer in the hub's JSON shape.
@@ -98,11 +194,7 @@ impl From<ServiceError> for ApiError {
 }
 
 fn bad_request(msg: impl Into<String>) -> ApiError {
-    ApiError(ServiceError {
-        status: 400,
-        code: 400004,
-        message: msg.into(),
-    })
+    ApiError(ServiceError::new(ErrorCode::ArgumentInvalid, msg))
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -341,7 +433,10 @@ async fn invoke_method(
                 });
         match started {
             Ok(pair) => break pair,
-            Err(e) if e.code == 404103 && tokio::time::Instant::now() < connect_deadline => {
+            Err(e)
+                if e.code == ErrorCode::DeviceNotOnline
+                    && tokio::time::Instant::now() < connect_deadline =>
+            {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(e) => return Err(e.into()),
@@ -357,11 +452,10 @@ async fn invoke_method(
                 h.cancel_method(call);
                 ((), Vec::new())
             });
-            Err(ApiError(ServiceError {
-                status: 504,
-                code: 504101,
-                message: format!("the device did not answer {name:?} within {response_timeout} s"),
-            }))
+            Err(ApiError(ServiceError::new(
+                ErrorCode::GatewayTimeout,
+                format!("the device did not answer {name:?} within {response_timeout} s"),
+            )))
         }
     }
 }
@@ -429,11 +523,10 @@ async fn send_c2d(
 
 async fn demo(State(s): State<AppState>, headers: HeaderMap) -> ApiResult {
     let Some(device) = s.cfg.demo_device.clone() else {
-        return Err(ApiError(ServiceError {
-            status: 404,
-            code: 404001,
-            message: "devhub runs without --demo".into(),
-        }));
+        return Err(ApiError(ServiceError::new(
+            ErrorCode::GenericNotFound,
+            "devhub runs without --demo",
+        )));
     };
     let host = headers
         .get(header::HOST)
@@ -442,11 +535,15 @@ async fn demo(State(s): State<AppState>, headers: HeaderMap) -> ApiResult {
         .to_string();
     let id = Identity::device(DeviceId::new(&device).map_err(|e| bad_request(e.to_string()))?);
     let cs = s.shared.read_hub(|h| h.connection_string(&id, None))?;
-    let hub = s.shared.read_hub(|h| h.config().hub_name.clone());
+    let (hub, service) = s
+        .shared
+        .read_hub(|h| (h.config().hub_name.clone(), h.service_connection_string()));
+    // Only devhub's own page (and --allow-origin pages) can read this: see guard.rs.
     Ok(Json(json!({
         "deviceId": device,
         "hubName": hub,
         "connectionString": cs,
+        "serviceConnectionString": service,
         "websocketUrl": format!("ws://{host}/$iothub/websocket"),
     }))
     .into_response())
@@ -460,7 +557,11 @@ struct EventsQuery {
     limit: Option<u32>,
 }
 
-async fn events(State(s): State<AppState>, Query(q): Query<EventsQuery>) -> ApiResult {
+async fn events(
+    _: Authorized,
+    State(s): State<AppState>,
+    Query(q): Query<EventsQuery>,
+) -> ApiResult {
     let list = s
         .shared
         .read_hub(|h| {
@@ -475,6 +576,7 @@ async fn events(State(s): State<AppState>, Query(q): Query<EventsQuery>) -> ApiR
 }
 
 async fn events_stream(
+    _: Authorized,
     State(s): State<AppState>,
     Query(q): Query<EventsQuery>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
@@ -511,16 +613,24 @@ enum FaultRequest {
     Clear,
 }
 
-async fn faults(State(s): State<AppState>, body: Bytes) -> ApiResult {
+async fn faults(_: Authorized, State(s): State<AppState>, body: Bytes) -> ApiResult {
     let req: FaultRequest = serde_json::from_slice(&body).map_err(|e| {
         bad_request(format!(
             "fault request: {e}; expected {{\"action\": \"drop\" | \"fail\" | \"delay\" | \"drop-rate\" | \"clear\", ...}}"
         ))
     })?;
+    if let FaultRequest::Fail { status, .. } = &req {
+        if ErrorCode::for_status(*status).is_none() {
+            return Err(bad_request(format!(
+                "a fail fault's status must be one of 400, 401, 403, 404, 412, 413, 429, 500, 503, 504 (got {status})"
+            )));
+        }
+    }
     s.shared.with_hub(|h| match req {
         FaultRequest::Drop { device } => ((), h.drop_device(&device, now_ms())),
         FaultRequest::Fail { op, count, status } => {
-            h.fail_next(op, count, status);
+            let code = ErrorCode::for_status(status).expect("checked above");
+            h.fail_next(op, count, code);
             ((), Vec::new())
         }
         FaultRequest::Delay { ms } => {

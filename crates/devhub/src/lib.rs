@@ -3,6 +3,7 @@
 //! - [`hub`]: the hub's logic with no IO: packets and service calls in, actions out.
 //! - [`store`]: SQLite persistence.
 
+pub mod guard;
 pub mod http;
 pub mod hub;
 pub mod net;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use twinscope_devhub::guard::{is_loopback, Exposure};
 use twinscope_devhub::http::{router, HttpConfig};
 use twinscope_devhub::hub::{generate_key, Hub, HubConfig};
 use twinscope_devhub::net::{now_ms, ticker, Shared};
@@ -26,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the hub.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a SAS token exactly as the official SDKs make it.
     Sas {
         /// The resource URI, e.g. myhub.azure-devices.net/devices/dev-01.
@@ -83,6 +84,14 @@ struct ServeArgs {
     /// Do not log connection closes.
     #[arg(long)]
     quiet: bool,
+    /// Let web pages at this origin (e.g. http://127.0.0.1:3000, or http://127.0.0.1:* for
+    /// any port) call devhub; by default only the page devhub serves may (repeatable).
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
+    /// Answer to this host name too (besides localhost, IP addresses and --hub-name);
+    /// requests naming any other host are refused (repeatable).
+    #[arg(long = "allow-host", value_name = "NAME")]
+    allow_hosts: Vec<String>,
 }
 
 fn default_data() -> PathBuf {
@@ -116,7 +125,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Serve(args) => match serve(args) {
+        Command::Serve(args) => match serve(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("devhub: {e}");
@@ -224,7 +233,21 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let cfg = HttpConfig {
         demo_device: args.demo.then(|| DEMO_DEVICE.to_string()),
         app_dir: args.app.clone(),
+        exposure: Exposure::new(&args.hub_name, &args.allow_hosts, &args.allow_origins),
     };
+    for addr in [Some(args.listen), args.tls_listen, args.mqtt_tls_listen]
+        .into_iter()
+        .flatten()
+    {
+        if !is_loopback(&addr) {
+            eprintln!(
+                "devhub: WARNING      {addr} is not a loopback address: other machines on the network can reach devhub there. \
+                 Anyone who can reach it may connect devices whose keys they hold, and anyone with the service \
+                 connection string may read every device's telemetry, keys and twins, send C2D messages, call \
+                 methods and inject faults. The demo page and its keys are served to every browser that loads it."
+            );
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,247 +1,17 @@
 //! End to end: the real `devhub` binary on an ephemeral loopback port, a device speaking
 //! MQTT over a real WebSocket (this crate's codec), and the service REST API over HTTP.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use twinscope_proto::iothub::{sas, ConnectionString, SymmetricKey, Topic};
-use twinscope_proto::mqtt::{
-    ConnAck, Connect, ConnectReturnCode, Decoder, Packet, PacketId, Publish, QoS, QosPid,
-    Subscribe, SubscribeFilter,
-};
+use twinscope_proto::iothub::{sas, Topic};
+use twinscope_proto::mqtt::{ConnAck, Connect, ConnectReturnCode, Packet, PacketId, QosPid};
 
-/// A devhub process, killed on drop.
-struct Devhub {
-    child: Child,
-    addr: String,
-    service_key: SymmetricKey,
-    devices: Vec<String>,
-}
-
-impl Drop for Devhub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(extra: &[&str], data: Option<&Path>) -> Devhub {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_devhub"));
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--hub-name",
-        "localhost",
-        "--device",
-        "d1",
-        "--device",
-        "d2",
-        "--quiet",
-    ]);
-    match data {
-        Some(p) => cmd.arg("--data").arg(p),
-        None => cmd.arg("--in-memory"),
-    };
-    let mut child = cmd
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start devhub");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut addr, mut service, mut devices) = (None, None, Vec::new());
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(s) = line.strip_prefix("devhub: service      ") {
-            service = Some(s.to_string());
-        } else if let Some(s) = line.strip_prefix("devhub: device       ") {
-            devices.push(s.to_string());
-        } else if let Some(s) = line.strip_prefix("devhub: listening    http://") {
-            addr = Some(s.split('/').next().unwrap().to_string());
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    let service = ConnectionString::parse(&service.expect("service line")).unwrap();
-    Devhub {
-        child,
-        addr: addr.expect("listening line"),
-        service_key: service.shared_access_key.unwrap(),
-        devices,
-    }
-}
-
-impl Devhub {
-    fn device(&self, id: &str) -> ConnectionString {
-        let cs = self
-            .devices
-            .iter()
-            .find(|d| d.contains(&format!("DeviceId={id};")))
-            .expect("device printed");
-        ConnectionString::parse(cs).unwrap()
-    }
-
-    fn auth(&self) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        sas::build_token(
-            "localhost",
-            &self.service_key,
-            now + 600,
-            Some("iothubowner"),
-        )
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
-/// A device over WebSocket.
-struct Device {
-    ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    buf: Vec<u8>,
-}
-
-impl Device {
-    async fn open(hub: &Devhub) -> Device {
-        Device::open_path(hub, "/$iothub/websocket").await
-    }
-
-    async fn open_path(hub: &Devhub, path: &str) -> Device {
-        let mut req = format!("ws://{}{path}", hub.addr)
-            .into_client_request()
-            .unwrap();
-        req.headers_mut()
-            .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
-        let (ws, resp) = tokio_tungstenite::connect_async(req)
-            .await
-            .expect("websocket upgrade");
-        assert_eq!(resp.headers()["sec-websocket-protocol"], "mqtt");
-        Device {
-            ws,
-            buf: Vec::new(),
-        }
-    }
-
-    async fn connect(hub: &Devhub, id: &str, clean: bool) -> (Device, ConnAck) {
-        Device::connect_at(hub, "/$iothub/websocket", id, clean).await
-    }
-
-    async fn connect_at(hub: &Devhub, path: &str, id: &str, clean: bool) -> (Device, ConnAck) {
-        let mut d = Device::open_path(hub, path).await;
-        let cs = hub.device(id);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let token = sas::build_token(
-            &format!("localhost/devices/{id}"),
-            cs.shared_access_key.as_ref().unwrap(),
-            now + 600,
-            None,
-        );
-        d.send(Packet::Connect(Connect {
-            client_id: id.into(),
-            keep_alive: 60,
-            clean_session: clean,
-            last_will: None,
-            username: Some(format!("localhost/{id}/?api-version=2021-04-12")),
-            password: Some(token.into_bytes()),
-        }))
-        .await;
-        let Some(Packet::ConnAck(ack)) = d.recv().await else {
-            panic!("no CONNACK")
-        };
-        (d, ack)
-    }
-
-    async fn send(&mut self, p: Packet) {
-        self.ws
-            .send(Message::Binary(p.to_bytes().unwrap().into()))
-            .await
-            .unwrap();
-    }
-
-    /// The next packet, or None when the hub closes the connection.
-    async fn recv(&mut self) -> Option<Packet> {
-        loop {
-            if let Some((p, used)) = Decoder::default().decode(&self.buf).unwrap() {
-                self.buf.drain(..used);
-                return Some(p);
-            }
-            match tokio::time::timeout(Duration::from_secs(10), self.ws.next())
-                .await
-                .expect("hub answered in time")
-            {
-                Some(Ok(Message::Binary(b))) => self.buf.extend_from_slice(&b),
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
-                Some(Ok(_)) => {}
-            }
-        }
-    }
-
-    async fn recv_publish(&mut self) -> Publish {
-        match self.recv().await {
-            Some(Packet::Publish(p)) => p,
-            other => panic!("expected PUBLISH, got {other:?}"),
-        }
-    }
-
-    async fn subscribe_all(&mut self) {
-        let filters = [
-            "devices/d1/messages/devicebound/#",
-            "$iothub/twin/res/#",
-            "$iothub/twin/PATCH/properties/desired/#",
-            "$iothub/methods/POST/#",
-        ];
-        self.send(Packet::Subscribe(Subscribe {
-            pkid: PacketId::new(1).unwrap(),
-            filters: filters
-                .iter()
-                .map(|f| SubscribeFilter {
-                    filter: f.to_string(),
-                    qos: if f.starts_with("devices") {
-                        QoS::AtLeastOnce
-                    } else {
-                        QoS::AtMostOnce
-                    },
-                })
-                .collect(),
-        }))
-        .await;
-        assert!(matches!(self.recv().await, Some(Packet::SubAck(_))));
-    }
-}
-
-/// devhub still accepts `device` and answers it: a refusal elsewhere did not hurt others.
-async fn still_serves(hub: &Devhub, device: &str) {
-    let (mut d, ack) = Device::connect(hub, device, true).await;
-    assert_eq!(ack.code, ConnectReturnCode::Accepted);
-    d.send(Packet::PingReq).await;
-    assert_eq!(d.recv().await, Some(Packet::PingResp));
-}
-
-fn publish(topic: &str, payload: &[u8], qospid: QosPid) -> Packet {
-    Packet::Publish(Publish {
-        dup: false,
-        qospid,
-        retain: false,
-        topic: topic.into(),
-        payload: payload.to_vec(),
-    })
-}
+use common::*;
 
 #[tokio::test]
 async fn device_and_service_meet_over_websocket_and_rest() {
@@ -286,6 +56,7 @@ async fn device_and_service_meet_over_websocket_and_rest() {
     );
     let events: Value = http
         .get(hub.url("/devhub/events?device=d1"))
+        .header("Authorization", hub.auth())
         .send()
         .await
         .unwrap()
@@ -403,6 +174,7 @@ async fn device_and_service_meet_over_websocket_and_rest() {
     // The fault API drops the connection.
     let r = http
         .post(hub.url("/devhub/faults"))
+        .header("Authorization", hub.auth())
         .json(&json!({"action": "drop", "device": "d1"}))
         .send()
         .await
@@ -488,6 +260,7 @@ async fn event_stream_delay_and_random_drop_faults() {
     // The server-sent event stream carries telemetry as it is stored.
     let mut stream = http
         .get(hub.url("/devhub/events/stream?device=d1"))
+        .header("Authorization", hub.auth())
         .send()
         .await
         .unwrap();
@@ -522,6 +295,7 @@ async fn event_stream_delay_and_random_drop_faults() {
     // Delay: answers wait at least the given time.
     let r = http
         .post(hub.url("/devhub/faults"))
+        .header("Authorization", hub.auth())
         .json(&json!({"action": "delay", "ms": 400}))
         .send()
         .await
@@ -538,11 +312,13 @@ async fn event_stream_delay_and_random_drop_faults() {
 
     // Random drops at rate 1: the next packet ends the connection.
     http.post(hub.url("/devhub/faults"))
+        .header("Authorization", hub.auth())
         .json(&json!({"action": "clear"}))
         .send()
         .await
         .unwrap();
     http.post(hub.url("/devhub/faults"))
+        .header("Authorization", hub.auth())
         .json(&json!({"action": "drop-rate", "rate": 1.0, "seed": 7}))
         .send()
         .await
@@ -550,6 +326,7 @@ async fn event_stream_delay_and_random_drop_faults() {
     dev.send(Packet::PingReq).await;
     assert_eq!(dev.recv().await, None);
     http.post(hub.url("/devhub/faults"))
+        .header("Authorization", hub.auth())
         .json(&json!({"action": "clear"}))
         .send()
         .await
@@ -561,6 +338,7 @@ async fn event_stream_delay_and_random_drop_faults() {
     // A malformed fault request says what is expected.
     let r = http
         .post(hub.url("/devhub/faults"))
+        .header("Authorization", hub.auth())
         .json(&json!({"action": "explode"}))
         .send()
         .await
@@ -614,7 +392,10 @@ async fn expired_tokens_qos2_and_oversize_end_as_the_hub_ends_them() {
     ))
     .await;
     assert_eq!(d.recv().await, None);
-    let events: Value = reqwest::get(hub.url("/devhub/events?device=d1"))
+    let events: Value = reqwest::Client::new()
+        .get(hub.url("/devhub/events?device=d1"))
+        .header("Authorization", hub.auth())
+        .send()
         .await
         .unwrap()
         .json()

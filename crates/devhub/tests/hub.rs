@@ -1,7 +1,7 @@
 //! Scenario tests of the hub logic: no sockets, virtual time, real SAS tokens.
 
 use serde_json::{json, Value};
-use twinscope_devhub::hub::{Action, ConnId, FaultOp, Hub, HubConfig};
+use twinscope_devhub::hub::{Action, ConnId, ErrorCode, FaultOp, Hub, HubConfig};
 use twinscope_devhub::store::Store;
 use twinscope_proto::iothub::{sas, PropertyBag, SymmetricKey, SysPrefix, Topic};
 use twinscope_proto::mqtt::{
@@ -411,7 +411,7 @@ fn twin_get_patch_and_desired_push() {
     );
 
     // A twin fault fails the next GET with the chosen status.
-    h.fail_next(FaultOp::Twin, 1, 429);
+    h.fail_next(FaultOp::Twin, 1, ErrorCode::ThrottlingException);
     let out = h.packet(
         1,
         publish("$iothub/twin/GET/?$rid=9", b"", QosPid::AtMostOnce),
@@ -436,14 +436,14 @@ fn direct_methods_round_trip_and_offline_is_404103() {
     let err = h
         .invoke_method("d1", None, "reboot", &json!({}))
         .unwrap_err();
-    assert_eq!((err.status, err.code), (404, 404103));
+    assert_eq!((err.status, err.code.number()), (404, 404103));
     online(&mut h, 1, "d1", true);
     // Connected but not subscribed is still not online for methods.
     assert_eq!(
         h.invoke_method("d1", None, "reboot", &json!({}))
             .unwrap_err()
             .code,
-        404103
+        ErrorCode::DeviceNotOnline
     );
     subscribe(&mut h, 1, &[("$iothub/methods/POST/#", QoS::AtMostOnce)]);
     let (call, out) = h
@@ -529,7 +529,7 @@ fn c2d_queue_delivery_completion_order_and_limits() {
     let err = h
         .send_c2d("d2", b"one too many", PropertyBag::default(), None, T0)
         .unwrap_err();
-    assert_eq!((err.status, err.code), (403, 403004));
+    assert_eq!((err.status, err.code.number()), (403, 403004));
 }
 
 #[test]

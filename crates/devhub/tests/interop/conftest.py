@@ -8,7 +8,6 @@ import tempfile
 import time
 
 import pytest
-import requests
 
 
 class Devhub:
@@ -36,7 +35,8 @@ class Devhub:
         return session
 
     def events(self, device):
-        return requests.get(f"http://{self.http}/devhub/events", params={"device": device}, timeout=10).json()
+        # devhub's events API needs the iothubowner token, like the service API.
+        return self.service_session().get(f"http://{self.http}/devhub/events", params={"device": device}, timeout=10).json()
 
 
 @pytest.fixture(scope="session")

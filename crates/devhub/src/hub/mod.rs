@@ -26,6 +26,10 @@ use twinscope_proto::mqtt::{
     Publish, QoS, QosPid, SubAck, SubAckCode, Subscribe,
 };
 
+mod error;
+
+pub use error::{iso, tracking_id, ErrorCode, ServiceError};
+
 use crate::store::{EventRecord, IdentityRecord, Store, StoreError, TwinRecord};
 
 /// Identifies one network connection.
@@ -64,72 +68,6 @@ pub struct HubConfig {
     pub c2d_lock_ms: u64,
 }
 
-/// An error answer to a service call, shaped as IoT Hub answers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceError {
-    /// HTTP status.
-    pub status: u16,
-    /// IoT Hub error code, e.g. 404103.
-    pub code: u32,
-    /// What went wrong and what to do.
-    pub message: String,
-}
-
-impl ServiceError {
-    fn new(status: u16, code: u32, message: impl Into<String>) -> ServiceError {
-        ServiceError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    /// The JSON body, as the hub sends it.
-    pub fn body(&self, now_ms: u64) -> Value {
-        json!({
-            "Message": format!("ErrorCode:{};{}", error_name(self.code), self.message),
-            "ExceptionMessage": "",
-            "errorCode": self.code,
-            "message": self.message,
-            "trackingId": tracking_id(now_ms),
-            "timestampUtc": iso(now_ms),
-        })
-    }
-}
-
-impl From<StoreError> for ServiceError {
-    fn from(e: StoreError) -> ServiceError {
-        ServiceError::new(500, 500001, format!("devhub store error: {e}"))
-    }
-}
-
-fn error_name(code: u32) -> &'static str {
-    match code {
-        400004 => "ArgumentInvalid",
-        401003 => "IoTHubUnauthorized",
-        403004 => "DeviceMaximumQueueDepthExceeded",
-        404001 => "DeviceNotFound",
-        404010 => "ModuleNotFound",
-        404103 => "DeviceNotOnline",
-        409001 => "DeviceAlreadyExists",
-        412002 => "PreconditionFailed",
-        413 => "MessageTooLarge",
-        504101 => "GatewayTimeout",
-        _ => "ServerError",
-    }
-}
-
-/// ISO-8601 with milliseconds, as twin metadata and message stamps use.
-pub fn iso(now_ms: u64) -> String {
-    chrono::DateTime::from_timestamp_millis(now_ms as i64)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn tracking_id(now_ms: u64) -> String {
-    format!("devhub-{now_ms:x}")
-}
-
 /// Operations that faults can fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -144,15 +82,15 @@ pub enum FaultOp {
 
 #[derive(Default)]
 struct Faults {
-    fail: HashMap<FaultOp, (u32, u16)>,
+    fail: HashMap<FaultOp, (u32, ErrorCode)>,
     delay_ms: u64,
     drop_rate: f64,
     rng: Option<StdRng>,
 }
 
 impl Faults {
-    /// Consumes one failure for `op`, returning its status.
-    fn take(&mut self, op: FaultOp) -> Option<u16> {
+    /// Consumes one failure for `op`, returning its error code.
+    fn take(&mut self, op: FaultOp) -> Option<ErrorCode> {
         let (left, status) = self.fail.get_mut(&op)?;
         let s = *status;
         *left -= 1;
@@ -698,13 +636,12 @@ impl Hub {
         &mut self,
         conn: ConnId,
         rid: &str,
-        status: u16,
-        code: u32,
+        code: ErrorCode,
         msg: &str,
         now_ms: u64,
     ) -> Vec<Action> {
         let body = serde_json::to_vec(&HubError {
-            error_code: code,
+            error_code: code.number(),
             tracking_id: tracking_id(now_ms),
             message: msg.to_string(),
             timestamp_utc: iso(now_ms),
@@ -713,7 +650,7 @@ impl Hub {
         vec![self.reply(
             conn,
             Topic::TwinResponse {
-                status,
+                status: code.status(),
                 rid: rid.to_string(),
                 version: None,
             },
@@ -723,15 +660,8 @@ impl Hub {
 
     /// An injected twin failure, if one is pending: the error answer to send instead.
     fn twin_fault(&mut self, conn: ConnId, rid: &str, now_ms: u64) -> Option<Vec<Action>> {
-        let status = self.faults.take(FaultOp::Twin)?;
-        Some(self.twin_error(
-            conn,
-            rid,
-            status,
-            fault_code(status),
-            "fault injection",
-            now_ms,
-        ))
+        let code = self.faults.take(FaultOp::Twin)?;
+        Some(self.twin_error(conn, rid, code, "fault injection", now_ms))
     }
 
     fn twin_get(&mut self, conn: ConnId, rid: &str, now_ms: u64) -> Vec<Action> {
@@ -752,8 +682,20 @@ impl Hub {
                 };
                 vec![self.reply(conn, topic, body.to_string().into_bytes())]
             }
-            Ok(None) => self.twin_error(conn, rid, 404, 404001, "twin not found", now_ms),
-            Err(e) => self.twin_error(conn, rid, 500, 500001, &format!("store: {e}"), now_ms),
+            Ok(None) => self.twin_error(
+                conn,
+                rid,
+                ErrorCode::DeviceNotFound,
+                "twin not found",
+                now_ms,
+            ),
+            Err(e) => self.twin_error(
+                conn,
+                rid,
+                ErrorCode::ServerError,
+                &format!("store: {e}"),
+                now_ms,
+            ),
         }
     }
 
@@ -766,8 +708,7 @@ impl Hub {
             return self.twin_error(
                 conn,
                 rid,
-                400,
-                400004,
+                ErrorCode::ArgumentInvalid,
                 "the user name has no api-version; the hub needs one to patch the twin",
                 now_ms,
             );
@@ -779,8 +720,7 @@ impl Hub {
                 return self.twin_error(
                     conn,
                     rid,
-                    400,
-                    400004,
+                    ErrorCode::ArgumentInvalid,
                     &format!("malformed JSON: {e}"),
                     now_ms,
                 )
@@ -789,9 +729,23 @@ impl Hub {
         let module = id.module.as_ref().map(ModuleId::as_str);
         let mut twin = match self.store.twin(id.device.as_str(), module) {
             Ok(Some(t)) => t,
-            Ok(None) => return self.twin_error(conn, rid, 404, 404001, "twin not found", now_ms),
+            Ok(None) => {
+                return self.twin_error(
+                    conn,
+                    rid,
+                    ErrorCode::DeviceNotFound,
+                    "twin not found",
+                    now_ms,
+                )
+            }
             Err(e) => {
-                return self.twin_error(conn, rid, 500, 500001, &format!("store: {e}"), now_ms)
+                return self.twin_error(
+                    conn,
+                    rid,
+                    ErrorCode::ServerError,
+                    &format!("store: {e}"),
+                    now_ms,
+                )
             }
         };
         match twin
@@ -801,7 +755,13 @@ impl Hub {
             Ok(version) => {
                 twin.version += 1;
                 if let Err(e) = self.store.put_twin(id.device.as_str(), module, &twin) {
-                    return self.twin_error(conn, rid, 500, 500001, &format!("store: {e}"), now_ms);
+                    return self.twin_error(
+                        conn,
+                        rid,
+                        ErrorCode::ServerError,
+                        &format!("store: {e}"),
+                        now_ms,
+                    );
                 }
                 let topic = Topic::TwinResponse {
                     status: 204,
@@ -810,7 +770,13 @@ impl Hub {
                 };
                 vec![self.reply(conn, topic, Vec::new())]
             }
-            Err(e) => self.twin_error(conn, rid, 400, 400004, &e.to_string(), now_ms),
+            Err(e) => self.twin_error(
+                conn,
+                rid,
+                ErrorCode::ArgumentInvalid,
+                &e.to_string(),
+                now_ms,
+            ),
         }
     }
 
@@ -1045,16 +1011,14 @@ impl Hub {
         if let (Some(e), Some(m)) = (&existing, if_match) {
             if m != "*" && m.trim_matches('"') != etag(e.etag) {
                 return Err(ServiceError::new(
-                    412,
-                    412002,
+                    ErrorCode::PreconditionFailed,
                     "etag does not match (If-Match)",
                 ));
             }
         }
         if existing.is_some() && if_match.is_none() {
             return Err(ServiceError::new(
-                409,
-                409001,
+                ErrorCode::DeviceAlreadyExists,
                 format!("{id} already exists"),
             ));
         }
@@ -1063,7 +1027,10 @@ impl Hub {
             match sym[name].as_str().filter(|s| !s.is_empty()) {
                 Some(k) => {
                     SymmetricKey::from_base64(k).map_err(|_| {
-                        ServiceError::new(400, 400004, format!("{name} is not valid base64"))
+                        ServiceError::new(
+                            ErrorCode::ArgumentInvalid,
+                            format!("{name} is not valid base64"),
+                        )
                     })?;
                     Ok(k.to_string())
                 }
@@ -1077,8 +1044,7 @@ impl Hub {
             Some(s @ ("enabled" | "disabled")) => s.to_string(),
             Some(other) => {
                 return Err(ServiceError::new(
-                    400,
-                    400004,
+                    ErrorCode::ArgumentInvalid,
                     format!("status {other:?} must be enabled or disabled"),
                 ))
             }
@@ -1098,8 +1064,7 @@ impl Hub {
         };
         if module.is_some() && self.store.identity(device, None)?.is_none() {
             return Err(ServiceError::new(
-                404,
-                404001,
+                ErrorCode::DeviceNotFound,
                 format!("device {device} does not exist"),
             ));
         }
@@ -1243,17 +1208,16 @@ impl Hub {
         if let Some(m) = if_match {
             if m != "*" && m.trim_matches('"') != etag(t.version) {
                 return Err(ServiceError::new(
-                    412,
-                    412002,
+                    ErrorCode::PreconditionFailed,
                     "twin etag does not match (If-Match)",
                 ));
             }
         }
-        let bad = |e: TwinError| ServiceError::new(400, 400004, e.to_string());
+        let bad = |e: TwinError| ServiceError::new(ErrorCode::ArgumentInvalid, e.to_string());
         if let Some(tags) = body.get("tags").filter(|v| !v.is_null()) {
-            let tags_obj = tags
-                .as_object()
-                .ok_or_else(|| ServiceError::new(400, 400004, "tags must be an object"))?;
+            let tags_obj = tags.as_object().ok_or_else(|| {
+                ServiceError::new(ErrorCode::ArgumentInvalid, "tags must be an object")
+            })?;
             twinscope_proto::iothub::twin::validate_patch(tags).map_err(bad)?;
             if replace {
                 t.tags = Value::Object(tags_obj.clone());
@@ -1333,26 +1297,23 @@ impl Hub {
             .ok_or_else(|| not_found(&id))?;
         if name.is_empty() || name.contains(['/', '?', '#', '+']) {
             return Err(ServiceError::new(
-                400,
-                400004,
+                ErrorCode::ArgumentInvalid,
                 format!("method name {name:?} is not valid"),
             ));
         }
         let body = serde_json::to_vec(payload).unwrap_or_default();
         if body.len() > MAX_METHOD_PAYLOAD_BYTES {
-            return Err(ServiceError::new(413, 413, "method payload exceeds 128 KB"));
-        }
-        if let Some(status) = self.faults.take(FaultOp::Method) {
             return Err(ServiceError::new(
-                status,
-                fault_code(status),
-                "fault injection",
+                ErrorCode::MessageTooLarge,
+                "method payload exceeds 128 KB",
             ));
+        }
+        if let Some(code) = self.faults.take(FaultOp::Method) {
+            return Err(ServiceError::new(code, "fault injection"));
         }
         let offline = || {
             ServiceError::new(
-                404,
-                404103,
+                ErrorCode::DeviceNotOnline,
                 format!("{id} is not online (connected and subscribed to methods)"),
             )
         };
@@ -1394,13 +1355,14 @@ impl Hub {
             .identity(device, None)?
             .ok_or_else(|| not_found(&id))?;
         if body.len() + props.counted_size() > MAX_C2D_MESSAGE_BYTES {
-            return Err(ServiceError::new(413, 413, "C2D message exceeds 64 KB"));
+            return Err(ServiceError::new(
+                ErrorCode::MessageTooLarge,
+                "C2D message exceeds 64 KB",
+            ));
         }
         let queue = self.store.c2d_queue(device, now_ms)?;
         if queue.len() >= MAX_C2D_QUEUE {
-            return Err(ServiceError::new(
-                403,
-                403004,
+            return Err(ServiceError::new(ErrorCode::DeviceMaximumQueueDepthExceeded,
                 format!("{device} already has {MAX_C2D_QUEUE} messages queued; it must receive some first"),
             ));
         }
@@ -1438,12 +1400,12 @@ impl Hub {
         out
     }
 
-    /// Sets faults: fail the next `count` operations of `op` with `status`.
-    pub fn fail_next(&mut self, op: FaultOp, count: u32, status: u16) {
+    /// Sets faults: fail the next `count` operations of `op` with `code`.
+    pub fn fail_next(&mut self, op: FaultOp, count: u32, code: ErrorCode) {
         if count == 0 {
             self.faults.fail.remove(&op);
         } else {
-            self.faults.fail.insert(op, (count, status));
+            self.faults.fail.insert(op, (count, code));
         }
     }
 
@@ -1471,7 +1433,7 @@ impl Hub {
         header: Option<&str>,
         now_ms: u64,
     ) -> Result<(), ServiceError> {
-        let unauthorized = |why: String| ServiceError::new(401, 401003, why);
+        let unauthorized = |why: String| ServiceError::new(ErrorCode::IotHubUnauthorized, why);
         let h = header.ok_or_else(|| {
             unauthorized("Authorization header is missing: send an iothubowner SAS token".into())
         })?;
@@ -1495,12 +1457,6 @@ impl Hub {
     }
 }
 
-/// The IoT Hub error code for an injected status: 429 -> 429001 (ThrottlingException),
-/// 500 -> 500001 (ServerError), and so on.
-fn fault_code(status: u16) -> u32 {
-    u32::from(status) * 1000 + 1
-}
-
 fn subs_for_store(subs: &[(String, QoS)]) -> Vec<(String, u8)> {
     subs.iter().map(|(f, q)| (f.clone(), *q as u8)).collect()
 }
@@ -1510,8 +1466,9 @@ fn etag(v: u64) -> String {
 }
 
 fn parse_identity(device: &str, module: Option<&str>) -> Result<Identity, ServiceError> {
-    let bad =
-        |e: twinscope_proto::iothub::IdentityError| ServiceError::new(400, 400004, e.to_string());
+    let bad = |e: twinscope_proto::iothub::IdentityError| {
+        ServiceError::new(ErrorCode::ArgumentInvalid, e.to_string())
+    };
     let d = DeviceId::new(device).map_err(bad)?;
     Ok(match module {
         Some(m) => Identity::module(d, ModuleId::new(m).map_err(bad)?),
@@ -1521,7 +1478,13 @@ fn parse_identity(device: &str, module: Option<&str>) -> Result<Identity, Servic
 
 fn not_found(id: &Identity) -> ServiceError {
     match &id.module {
-        Some(_) => ServiceError::new(404, 404010, format!("module {id} does not exist")),
-        None => ServiceError::new(404, 404001, format!("device {id} does not exist")),
+        Some(_) => ServiceError::new(
+            ErrorCode::ModuleNotFound,
+            format!("module {id} does not exist"),
+        ),
+        None => ServiceError::new(
+            ErrorCode::DeviceNotFound,
+            format!("device {id} does not exist"),
+        ),
     }
 }
