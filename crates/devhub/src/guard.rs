@@ -56,9 +56,7 @@ impl Exposure {
     /// Whether `host` (from a Host header, port removed) names devhub.
     fn host_allowed(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
-        host == "localhost"
-            || host.parse::<IpAddr>().is_ok()
-            || self.hosts.contains(&host)
+        host == "localhost" || host.parse::<IpAddr>().is_ok() || self.hosts.contains(&host)
     }
 
     /// Whether a browser page at `origin` may call devhub through a request whose Host

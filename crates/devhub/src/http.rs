@@ -257,10 +257,22 @@ async fn websocket(
         )
             .into_response();
     }
+    let Some(slot) = s.shared.device_slot() else {
+        return ApiError(ServiceError::new(
+            ErrorCode::ServiceUnavailable,
+            format!(
+                "devhub serves {} device connections already (--max-connections); try again later",
+                s.shared.limits.max_connections
+            ),
+        ))
+        .into_response();
+    };
     let shared = s.shared.clone();
+    let max = shared.limits.max_ws_message;
     ws.protocols(["mqtt", "MQTT"])
-        .max_frame_size(1 << 20)
-        .on_upgrade(move |socket| serve_websocket(shared, socket))
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| serve_websocket(shared, socket, slot))
         .into_response()
 }
 

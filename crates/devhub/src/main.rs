@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use twinscope_devhub::guard::{is_loopback, Exposure};
 use twinscope_devhub::http::{router, HttpConfig};
 use twinscope_devhub::hub::{generate_key, Hub, HubConfig};
-use twinscope_devhub::net::{now_ms, ticker, Shared};
+use twinscope_devhub::net::{now_ms, ticker, Limits, Shared};
 use twinscope_devhub::store::Store;
 use twinscope_devhub::tls;
 use twinscope_proto::iothub::{sas, DeviceId, Identity, SymmetricKey};
@@ -92,6 +92,9 @@ struct ServeArgs {
     /// requests naming any other host are refused (repeatable).
     #[arg(long = "allow-host", value_name = "NAME")]
     allow_hosts: Vec<String>,
+    /// Device connections at once (WebSocket and MQTT/TLS); more are refused and logged.
+    #[arg(long, default_value_t = 1000)]
+    max_connections: usize,
 }
 
 fn default_data() -> PathBuf {
@@ -229,7 +232,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     } else {
         None
     };
-    let shared = Shared::new(hub, !args.quiet);
+    let limits = Limits {
+        max_connections: args.max_connections,
+        ..Limits::default()
+    };
+    let shared = Shared::with_limits(hub, !args.quiet, limits);
     let cfg = HttpConfig {
         demo_device: args.demo.then(|| DEMO_DEVICE.to_string()),
         app_dir: args.app.clone(),
@@ -267,7 +274,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             let cfg = tls::server_config(files, &[b"http/1.1"])?;
             println!("devhub: listening    https://{}/ (REST, MQTT over WebSocket at wss://{}/$iothub/websocket)", l.local_addr().map_err(|e| e.to_string())?, l.local_addr().map_err(|e| e.to_string())?);
-            tokio::spawn(tls::serve_https(l, cfg, app.clone()));
+            tokio::spawn(tls::serve_https(l, cfg, app.clone(), shared.clone()));
         }
         if let (Some(addr), Some(files)) = (args.mqtt_tls_listen, &tls_files) {
             let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;

@@ -1,38 +1,113 @@
 //! The glue between sockets and the [`Hub`]: bytes in, packets decoded, actions routed.
 //!
-//! Each connection task owns its socket and a channel of outbound frames; the shared
-//! state routes [`Action`]s to those channels, to waiting method calls, and to event
+//! Each connection task owns its socket and a queue of outbound frames; the shared
+//! state routes [`Action`]s to those queues, to waiting method calls, and to event
 //! listeners. The hub itself sits behind one mutex and is never held across an await.
+//!
+//! Limits, so that one bad client cannot hold devhub's memory or sockets (see [`Limits`]):
+//! a connection must send CONNECT within 10 s of opening; one WebSocket message is at most
+//! 512 KiB (IoT Hub's 256 KB message with its properties and the MQTT framing fits
+//! easily); a device whose outbound queue holds more than 2 MiB it has not read, or that
+//! takes no bytes for 10 s while devhub has some to send, is disconnected rather than
+//! buffered without end; at most `max_connections` device
+//! connections at once (further ones are refused with a log line).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use twinscope_proto::mqtt::{Decoder, Packet};
 
 use crate::hub::{Action, ConnId, Hub};
 use crate::store::EventRecord;
 
-/// What a connection task is told to do.
+/// The limits devhub holds every connection to.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// How long a new connection may take to send CONNECT.
+    pub connect_timeout: Duration,
+    /// How long a TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
+    /// The largest WebSocket message (and frame) accepted.
+    pub max_ws_message: usize,
+    /// Bytes queued for a device that it has not read yet before it is disconnected.
+    pub max_outbound_bytes: usize,
+    /// How long one write may wait for the device to take bytes before it is
+    /// disconnected (a device that stops reading also stops being read from: devhub
+    /// decodes nothing more from it while its answers cannot be written).
+    pub write_timeout: Duration,
+    /// Device connections (WebSocket and MQTT/TLS) at once; TLS sockets on the HTTPS
+    /// listener are capped at the same number.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            connect_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_ws_message: 512 * 1024,
+            max_outbound_bytes: 2 * 1024 * 1024,
+            write_timeout: Duration::from_secs(10),
+            max_connections: 1000,
+        }
+    }
+}
+
+/// What a connection task is told to do, each not before the instant it carries (the
+/// delay fault), in the order queued.
 #[derive(Debug)]
-pub enum Outbound {
+enum Outbound {
     /// Write these bytes (one MQTT packet).
-    Bytes(Vec<u8>),
+    Bytes(Vec<u8>, Option<Instant>),
     /// Close the socket.
-    Close(String),
+    Close(Option<Instant>),
+}
+
+/// The shared side of one connection: its queue, the bytes waiting in it, and the switch
+/// that ends it when it stops reading.
+#[derive(Clone)]
+struct ConnHandle {
+    tx: mpsc::UnboundedSender<Outbound>,
+    queued: Arc<AtomicUsize>,
+    kill: Arc<Notify>,
+    killed: Arc<AtomicBool>,
+}
+
+impl ConnHandle {
+    /// Queues `bytes`, or ends the connection when its unread backlog would pass `max`.
+    /// Returns true only for the send that ended it (so that it is logged once).
+    fn send(&self, bytes: Vec<u8>, at: Option<Instant>, max: usize) -> bool {
+        if self.killed.load(Ordering::Relaxed) {
+            return false;
+        }
+        let queued = self.queued.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
+        if queued > max {
+            self.killed.store(true, Ordering::Relaxed);
+            self.kill.notify_one();
+            return true;
+        }
+        let _ = self.tx.send(Outbound::Bytes(bytes, at));
+        false
+    }
 }
 
 /// State shared by every task.
 pub struct Shared {
     hub: Mutex<Hub>,
-    conns: Mutex<HashMap<ConnId, mpsc::UnboundedSender<Outbound>>>,
+    conns: Mutex<HashMap<ConnId, ConnHandle>>,
     calls: Mutex<HashMap<u64, oneshot::Sender<(i32, Value)>>>,
     events: broadcast::Sender<EventRecord>,
     next_conn: AtomicU64,
+    device_slots: Arc<Semaphore>,
+    tls_slots: Arc<Semaphore>,
+    /// The limits in force.
+    pub limits: Limits,
     /// Logs connection refusals and closes to stderr (`--quiet` turns it off).
     pub verbose: bool,
 }
@@ -41,21 +116,53 @@ pub struct Shared {
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
 
 impl Shared {
-    /// Wraps a hub.
+    /// Wraps a hub, with the default [`Limits`].
     pub fn new(hub: Hub, verbose: bool) -> Arc<Shared> {
+        Shared::with_limits(hub, verbose, Limits::default())
+    }
+
+    /// Wraps a hub with the given limits.
+    pub fn with_limits(hub: Hub, verbose: bool, limits: Limits) -> Arc<Shared> {
         Arc::new(Shared {
             hub: Mutex::new(hub),
             conns: Mutex::new(HashMap::new()),
             calls: Mutex::new(HashMap::new()),
             events: broadcast::channel(1024).0,
             next_conn: AtomicU64::new(1),
+            device_slots: Arc::new(Semaphore::new(limits.max_connections)),
+            tls_slots: Arc::new(Semaphore::new(limits.max_connections)),
+            limits,
             verbose,
         })
+    }
+
+    /// A slot for one more device connection, or `None` at the cap (logged).
+    pub fn device_slot(&self) -> Option<OwnedSemaphorePermit> {
+        let slot = self.device_slots.clone().try_acquire_owned().ok();
+        if slot.is_none() {
+            eprintln!(
+                "devhub: refusing a device connection: {} are open already (--max-connections)",
+                self.limits.max_connections
+            );
+        }
+        slot
+    }
+
+    /// A slot for one more TLS socket on the HTTPS listener, or `None` at the cap (logged).
+    pub fn tls_slot(&self) -> Option<OwnedSemaphorePermit> {
+        let slot = self.tls_slots.clone().try_acquire_owned().ok();
+        if slot.is_none() {
+            eprintln!(
+                "devhub: refusing a TLS connection: {} are open already (--max-connections)",
+                self.limits.max_connections
+            );
+        }
+        slot
     }
 
     /// Runs `f` with the hub locked, then carries out the actions it returned.
@@ -100,27 +207,26 @@ impl Shared {
 
     fn dispatch(&self, actions: Vec<Action>, delay_ms: u64) {
         let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let max = self.limits.max_outbound_bytes;
+        // The delay fault holds sends and closes alike, in order (a refusal's CONNACK
+        // still comes before its close).
+        let at = (delay_ms > 0).then(|| Instant::now() + Duration::from_millis(delay_ms));
         for a in actions {
             match a {
                 Action::Send(conn, packet) => {
-                    if let (Some(tx), Ok(bytes)) = (conns.get(&conn), packet.to_bytes()) {
-                        if delay_ms == 0 {
-                            let _ = tx.send(Outbound::Bytes(bytes));
-                        } else {
-                            let tx = tx.clone();
-                            tokio::spawn(async move {
-                                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-                                let _ = tx.send(Outbound::Bytes(bytes));
-                            });
-                        }
+                    let (Some(h), Ok(bytes)) = (conns.get(&conn), packet.to_bytes()) else {
+                        continue;
+                    };
+                    if h.send(bytes, at, max) && self.verbose {
+                        eprintln!("devhub: connection {conn} closed: it does not read what devhub sends (more than {max} bytes waiting)");
                     }
                 }
                 Action::Close(conn, why) => {
                     if self.verbose {
                         eprintln!("devhub: connection {conn} closed: {why}");
                     }
-                    if let Some(tx) = conns.get(&conn) {
-                        let _ = tx.send(Outbound::Close(why));
+                    if let Some(h) = conns.get(&conn) {
+                        let _ = h.tx.send(Outbound::Close(at));
                     }
                 }
                 Action::MethodResult {
@@ -144,14 +250,29 @@ impl Shared {
         }
     }
 
-    fn register(&self) -> (ConnId, mpsc::UnboundedReceiver<Outbound>) {
+    fn register(&self) -> (ConnId, Conn) {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
+        let handle = ConnHandle {
+            tx,
+            queued: Arc::new(AtomicUsize::new(0)),
+            kill: Arc::new(Notify::new()),
+            killed: Arc::new(AtomicBool::new(false)),
+        };
         self.conns
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id, tx);
-        (id, rx)
+            .insert(id, handle.clone());
+        (
+            id,
+            Conn {
+                rx,
+                queued: handle.queued,
+                kill: handle.kill,
+                held: None,
+                closing: false,
+            },
+        )
     }
 
     fn unregister(&self, id: ConnId) {
@@ -161,6 +282,83 @@ impl Shared {
             .remove(&id);
         self.with_hub(|h| ((), h.closed(id, false, now_ms())));
     }
+}
+
+/// The task's side of one connection.
+struct Conn {
+    rx: mpsc::UnboundedReceiver<Outbound>,
+    queued: Arc<AtomicUsize>,
+    kill: Arc<Notify>,
+    /// An item taken from the queue that is not due yet (delay fault).
+    held: Option<Outbound>,
+    /// A close was queued behind the bytes returned last.
+    closing: bool,
+}
+
+/// The most bytes gathered into one write.
+const MAX_WRITE: usize = 64 * 1024;
+
+impl Conn {
+    /// The next bytes to write, when due, gathering every packet already queued (up to
+    /// 64 KiB) into one write: MQTT over WebSocket lets one message carry several packets,
+    /// and one write per packet would cost a system call each. `None` when the connection
+    /// must end.
+    async fn next(&mut self) -> Option<Vec<u8>> {
+        if self.closing {
+            return None;
+        }
+        // Cancel-safe: an item stays in `held` until it is due and returned.
+        if self.held.is_none() {
+            self.held = Some(tokio::select! {
+                out = self.rx.recv() => out?,
+                _ = self.kill.notified() => return None,
+            });
+        }
+        let at = match &self.held {
+            Some(Outbound::Bytes(_, at) | Outbound::Close(at)) => *at,
+            None => None,
+        };
+        if !self.wait(at).await {
+            return None;
+        }
+        let mut bytes = match self.held.take() {
+            Some(Outbound::Bytes(b, _)) => b,
+            Some(Outbound::Close(_)) | None => return None,
+        };
+        while bytes.len() < MAX_WRITE {
+            let Ok(o) = self.rx.try_recv() else { break };
+            match o {
+                Outbound::Bytes(b, at) if due(at) => bytes.extend_from_slice(&b),
+                Outbound::Close(at) if due(at) => {
+                    self.closing = true;
+                    break;
+                }
+                later => {
+                    self.held = Some(later);
+                    break;
+                }
+            }
+        }
+        Some(bytes)
+    }
+
+    /// Waits until `at`; false when the connection was ended meanwhile.
+    async fn wait(&self, at: Option<Instant>) -> bool {
+        let Some(at) = at else { return true };
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => true,
+            _ = self.kill.notified() => false,
+        }
+    }
+
+    /// Marks `n` queued bytes as written.
+    fn written(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+fn due(at: Option<Instant>) -> bool {
+    at.is_none_or(|at| at <= Instant::now())
 }
 
 /// Runs the hub's clock: keep-alive, token expiry and C2D locks, every 250 ms.
@@ -175,20 +373,55 @@ pub async fn ticker(shared: Arc<Shared>) {
 /// Decodes bytes of one connection and hands packets to the hub.
 struct Inbound {
     id: ConnId,
+    /// Bytes received; `buf[start..]` is not decoded yet.
     buf: Vec<u8>,
+    start: usize,
     decoder: Decoder,
     connected: bool,
+    /// The last [`Inbound::process`] stopped at its budget with whole packets left.
+    more: bool,
 }
 
+/// Packets handed to the hub before a connection task lets others run.
+const BATCH: usize = 64;
+
 impl Inbound {
-    /// Returns an error (why to close) for malformed bytes or a protocol violation.
-    fn bytes(&mut self, shared: &Shared, data: &[u8]) -> Result<(), String> {
+    fn new(id: ConnId) -> Inbound {
+        Inbound {
+            id,
+            buf: Vec::new(),
+            start: 0,
+            decoder: Decoder::default(),
+            connected: false,
+            more: false,
+        }
+    }
+
+    /// Adds received bytes; call [`Inbound::process`] until [`Inbound::more`] is false.
+    fn feed(&mut self, data: &[u8]) {
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
         self.buf.extend_from_slice(data);
-        loop {
-            match self.decoder.decode(&self.buf) {
-                Ok(None) => return Ok(()),
+        self.more = true;
+    }
+
+    /// Hands up to [`BATCH`] whole packets to the hub. Each byte is decoded once and the
+    /// consumed bytes are removed once, when the backlog is gone, so a message holding a
+    /// million packets costs linear time. Returns an error (why to close) for malformed
+    /// bytes or a protocol violation.
+    fn process(&mut self, shared: &Shared) -> Result<(), String> {
+        for _ in 0..BATCH {
+            match self.decoder.decode(&self.buf[self.start..]) {
+                Ok(None) => {
+                    self.buf.drain(..self.start);
+                    self.start = 0;
+                    self.more = false;
+                    return Ok(());
+                }
                 Ok(Some((packet, used))) => {
-                    self.buf.drain(..used);
+                    self.start += used;
                     let now = now_ms();
                     match (self.connected, packet) {
                         (false, Packet::Connect(c)) => {
@@ -203,93 +436,135 @@ impl Inbound {
                 Err(e) => return Err(format!("malformed MQTT: {e}")),
             }
         }
+        Ok(())
     }
 }
 
-/// Serves MQTT over a byte stream (TCP or TLS).
-pub async fn serve_stream<S>(shared: Arc<Shared>, stream: S)
+/// Why a connection loop ended, for the log.
+fn log_end(shared: &Shared, id: ConnId, why: &str) {
+    if shared.verbose {
+        eprintln!("devhub: connection {id}: {why}");
+    }
+}
+
+// Both connection loops below have one shape: writes first (what the hub already said goes
+// out before more is read), then the decoded backlog a batch at a time (yielding between
+// batches so that one flood cannot hold a worker thread), and only then new input, so a
+// client that sends faster than devhub decodes is slowed by TCP rather than buffered.
+
+/// Serves MQTT over a byte stream (TCP or TLS). `_slot` is held until it ends.
+pub async fn serve_stream<S>(shared: Arc<Shared>, stream: S, _slot: OwnedSemaphorePermit)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (id, mut rx) = shared.register();
+    let (id, mut conn) = shared.register();
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut inbound = Inbound {
-        id,
-        buf: Vec::new(),
-        decoder: Decoder::default(),
-        connected: false,
-    };
+    let mut inbound = Inbound::new(id);
+    let connect_by = Instant::now() + shared.limits.connect_timeout;
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
         tokio::select! {
-            n = rd.read(&mut chunk) => match n {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if let Err(why) = inbound.bytes(&shared, &chunk[..n]) {
-                        if shared.verbose {
-                            eprintln!("devhub: connection {id}: {why}");
+            biased;
+            out = conn.next() => match out {
+                Some(b) => {
+                    let kill = conn.kill.clone();
+                    let ok = tokio::select! {
+                        r = wr.write_all(&b) => r.is_ok(),
+                        _ = kill.notified() => false,
+                        _ = tokio::time::sleep(shared.limits.write_timeout) => {
+                            log_end(&shared, id, "does not read what devhub sends (write timeout)");
+                            false
                         }
+                    };
+                    conn.written(b.len());
+                    if !ok {
                         break;
                     }
                 }
+                None => break,
             },
-            out = rx.recv() => match out {
-                Some(Outbound::Bytes(b)) => {
-                    if wr.write_all(&b).await.is_err() {
-                        break;
-                    }
+            _ = std::future::ready(()), if inbound.more => {
+                if let Err(why) = inbound.process(&shared) {
+                    log_end(&shared, id, &why);
+                    break;
                 }
-                Some(Outbound::Close(_)) | None => break,
+                tokio::task::yield_now().await;
+            }
+            _ = tokio::time::sleep_until(connect_by), if !inbound.connected => {
+                log_end(&shared, id, "no CONNECT within the connect timeout");
+                break;
+            }
+            n = rd.read(&mut chunk), if !inbound.more => match n {
+                Ok(0) | Err(_) => break,
+                Ok(n) => inbound.feed(&chunk[..n]),
             },
         }
     }
-    let _ = wr.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
     shared.unregister(id);
 }
 
-/// Serves MQTT over an axum WebSocket (binary frames).
-pub async fn serve_websocket(shared: Arc<Shared>, socket: axum::extract::ws::WebSocket) {
+/// Serves MQTT over an axum WebSocket (binary frames). `_slot` is held until it ends.
+pub async fn serve_websocket(
+    shared: Arc<Shared>,
+    socket: axum::extract::ws::WebSocket,
+    _slot: OwnedSemaphorePermit,
+) {
     use axum::extract::ws::Message;
     use futures_util::{SinkExt, StreamExt};
 
-    let (id, mut rx) = shared.register();
+    let (id, mut conn) = shared.register();
     let (mut tx_ws, mut rx_ws) = socket.split();
-    let mut inbound = Inbound {
-        id,
-        buf: Vec::new(),
-        decoder: Decoder::default(),
-        connected: false,
-    };
+    let mut inbound = Inbound::new(id);
+    let connect_by = Instant::now() + shared.limits.connect_timeout;
     loop {
         tokio::select! {
-            msg = rx_ws.next() => match msg {
-                Some(Ok(Message::Binary(b))) => {
-                    if let Err(why) = inbound.bytes(&shared, &b) {
-                        if shared.verbose {
-                            eprintln!("devhub: connection {id}: {why}");
+            biased;
+            out = conn.next() => match out {
+                Some(b) => {
+                    let n = b.len();
+                    let kill = conn.kill.clone();
+                    let ok = tokio::select! {
+                        r = tx_ws.send(Message::Binary(b.into())) => r.is_ok(),
+                        _ = kill.notified() => false,
+                        _ = tokio::time::sleep(shared.limits.write_timeout) => {
+                            log_end(&shared, id, "does not read what devhub sends (write timeout)");
+                            false
                         }
+                    };
+                    conn.written(n);
+                    if !ok {
                         break;
                     }
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Text(_))) => {
-                    if shared.verbose {
-                        eprintln!("devhub: connection {id}: text frame; MQTT over WebSocket uses binary frames");
-                    }
+                None => break,
+            },
+            _ = std::future::ready(()), if inbound.more => {
+                if let Err(why) = inbound.process(&shared) {
+                    log_end(&shared, id, &why);
                     break;
                 }
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-            },
-            out = rx.recv() => match out {
-                Some(Outbound::Bytes(b)) => {
-                    if tx_ws.send(Message::Binary(b.into())).await.is_err() {
-                        break;
-                    }
+                tokio::task::yield_now().await;
+            }
+            _ = tokio::time::sleep_until(connect_by), if !inbound.connected => {
+                log_end(&shared, id, "no CONNECT within the connect timeout");
+                break;
+            }
+            msg = rx_ws.next(), if !inbound.more => match msg {
+                Some(Ok(Message::Binary(b))) => inbound.feed(&b),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Text(_))) => {
+                    log_end(&shared, id, "text frame; MQTT over WebSocket uses binary frames");
+                    break;
                 }
-                Some(Outbound::Close(_)) | None => break,
+                Some(Err(e)) => {
+                    log_end(&shared, id, &format!("WebSocket: {e}"));
+                    break;
+                }
+                Some(Ok(Message::Close(_))) | None => break,
             },
         }
     }
-    let _ = tx_ws.send(Message::Close(None)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), tx_ws.send(Message::Close(None))).await;
     shared.unregister(id);
 }

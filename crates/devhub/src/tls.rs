@@ -14,7 +14,9 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
-use tokio::net::TcpListener;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::net::{serve_stream, Shared};
@@ -106,16 +108,63 @@ pub fn server_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<Arc<ServerConfi
     Ok(Arc::new(cfg))
 }
 
+/// Accepts the next TCP connection. Accept errors (file descriptors used up, say) are
+/// logged and retried after a pause, as axum's own serve loop does, instead of spinning.
+async fn accept(listener: &TcpListener) -> TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => return tcp,
+            Err(e) => {
+                eprintln!("devhub: accept failed ({e}); retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// The TLS handshake, given at most the handshake timeout.
+async fn handshake(
+    shared: &Shared,
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(shared.limits.tls_handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            if shared.verbose {
+                eprintln!("devhub: TLS handshake failed: {e}");
+            }
+            None
+        }
+        Err(_) => {
+            if shared.verbose {
+                eprintln!(
+                    "devhub: TLS handshake not finished within {:?}; closed",
+                    shared.limits.tls_handshake_timeout
+                );
+            }
+            None
+        }
+    }
+}
+
 /// Serves the HTTP router (REST and WSS) over TLS.
-pub async fn serve_https(listener: TcpListener, cfg: Arc<ServerConfig>, app: axum::Router) {
+pub async fn serve_https(
+    listener: TcpListener,
+    cfg: Arc<ServerConfig>,
+    app: axum::Router,
+    shared: Arc<Shared>,
+) {
     let acceptor = TlsAcceptor::from(cfg);
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
+        let tcp = accept(&listener).await;
+        let Some(slot) = shared.tls_slot() else {
             continue;
         };
-        let (acceptor, app) = (acceptor.clone(), app.clone());
+        let (acceptor, app, shared) = (acceptor.clone(), app.clone(), shared.clone());
         tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else {
+            let _slot = slot;
+            let Some(tls) = handshake(&shared, &acceptor, tcp).await else {
                 return;
             };
             let io = hyper_util::rt::TokioIo::new(tls);
@@ -132,13 +181,14 @@ pub async fn serve_https(listener: TcpListener, cfg: Arc<ServerConfig>, app: axu
 pub async fn serve_mqtt_tls(listener: TcpListener, cfg: Arc<ServerConfig>, shared: Arc<Shared>) {
     let acceptor = TlsAcceptor::from(cfg);
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
+        let tcp = accept(&listener).await;
+        let Some(slot) = shared.device_slot() else {
             continue;
         };
         let (acceptor, shared) = (acceptor.clone(), shared.clone());
         tokio::spawn(async move {
-            if let Ok(tls) = acceptor.accept(tcp).await {
-                serve_stream(shared, tls).await;
+            if let Some(tls) = handshake(&shared, &acceptor, tcp).await {
+                serve_stream(shared, tls, slot).await;
             }
         });
     }

@@ -427,3 +427,42 @@ async fn the_no_client_cert_query_is_accepted() {
     d.send(Packet::PingReq).await;
     assert_eq!(d.recv().await, Some(Packet::PingResp));
 }
+
+#[tokio::test]
+async fn the_delay_fault_delays_a_refusal_and_its_close_in_order() {
+    let hub = start(&[], None);
+    let r = reqwest::Client::new()
+        .post(hub.url("/devhub/faults"))
+        .header("Authorization", hub.auth())
+        .json(&json!({"action": "delay", "ms": 300}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // A token signed with the wrong key: the CONNACK 5 still arrives before the close.
+    let mut d = Device::open(&hub).await;
+    let t = std::time::Instant::now();
+    d.send(Packet::Connect(Connect {
+        client_id: "d1".into(),
+        keep_alive: 60,
+        clean_session: true,
+        last_will: None,
+        username: Some("localhost/d1/?api-version=2021-04-12".into()),
+        password: Some(
+            sas::build_token(
+                "localhost/devices/d1",
+                &hub.service_key,
+                4_000_000_000,
+                None,
+            )
+            .into_bytes(),
+        ),
+    }))
+    .await;
+    let Some(Packet::ConnAck(ack)) = d.recv().await else {
+        panic!("the refusal's CONNACK was lost behind the close")
+    };
+    assert_eq!(ack.code, ConnectReturnCode::NotAuthorized);
+    assert!(t.elapsed() >= std::time::Duration::from_millis(300));
+    assert_eq!(d.recv().await, None);
+}

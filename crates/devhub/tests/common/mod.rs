@@ -23,6 +23,8 @@ pub struct Devhub {
     pub addr: String,
     pub service_key: SymmetricKey,
     pub devices: Vec<String>,
+    /// The MQTT/TLS address, when started with `--mqtt-tls-listen`.
+    pub mqtts: Option<String>,
 }
 
 impl Drop for Devhub {
@@ -44,8 +46,11 @@ pub fn start(extra: &[&str], data: Option<&Path>) -> Devhub {
         "d1",
         "--device",
         "d2",
-        "--quiet",
     ]);
+    // DEVHUB_LOG=1 shows devhub's log of closes and refusals.
+    if std::env::var_os("DEVHUB_LOG").is_none() {
+        cmd.arg("--quiet");
+    }
     match data {
         Some(p) => cmd.arg("--data").arg(p),
         None => cmd.arg("--in-memory"),
@@ -57,7 +62,8 @@ pub fn start(extra: &[&str], data: Option<&Path>) -> Devhub {
         .spawn()
         .expect("start devhub");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut addr, mut service, mut devices) = (None, None, Vec::new());
+    let (mut addr, mut service, mut devices, mut mqtts) = (None, None, Vec::new(), None);
+    let want_mqtts = extra.contains(&"--mqtt-tls-listen");
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(s) = line.strip_prefix("devhub: service      ") {
@@ -66,6 +72,10 @@ pub fn start(extra: &[&str], data: Option<&Path>) -> Devhub {
             devices.push(s.to_string());
         } else if let Some(s) = line.strip_prefix("devhub: listening    http://") {
             addr = Some(s.split('/').next().unwrap().to_string());
+        } else if let Some(s) = line.strip_prefix("devhub: listening    mqtts://") {
+            mqtts = Some(s.split(' ').next().unwrap().to_string());
+        }
+        if addr.is_some() && (mqtts.is_some() || !want_mqtts) {
             break;
         }
     }
@@ -76,6 +86,7 @@ pub fn start(extra: &[&str], data: Option<&Path>) -> Devhub {
         addr: addr.expect("listening line"),
         service_key: service.shared_access_key.unwrap(),
         devices,
+        mqtts,
     }
 }
 
@@ -104,6 +115,17 @@ impl Devhub {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// devhub's resident memory (VmRSS) in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS line")
     }
 }
 
