@@ -29,7 +29,7 @@ use crate::hub::{ErrorCode, FaultOp, ServiceError};
 use crate::net::{now_ms, serve_websocket, Shared};
 
 /// Settings the HTTP layer needs beyond the hub.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct HttpConfig {
     /// The demo device, if `--demo`.
     pub demo_device: Option<String>,

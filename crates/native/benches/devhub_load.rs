@@ -43,7 +43,7 @@ fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("ws://{}/$iothub/websocket", listener.local_addr().unwrap());
         tokio::spawn(ticker(shared.clone()));
-        let app = router(shared.clone(), HttpConfig { demo_device: None, app_dir: None });
+        let app = router(shared.clone(), HttpConfig::default());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
         let mut tasks = Vec::new();

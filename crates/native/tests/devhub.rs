@@ -25,13 +25,7 @@ async fn devhub() -> (String, std::sync::Arc<Shared>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(ticker(shared.clone()));
-    let app = router(
-        shared.clone(),
-        HttpConfig {
-            demo_device: None,
-            app_dir: None,
-        },
-    );
+    let app = router(shared.clone(), HttpConfig::default());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (format!("ws://{addr}/$iothub/websocket"), shared)
 }
