@@ -13,7 +13,7 @@ use leptos::wasm_bindgen::closure::Closure;
 use leptos::wasm_bindgen::JsCast;
 use serde_json::Value;
 use twinscope_proto::iothub::twin::TwinDocument;
-use twinscope_proto::iothub::{sas, ConnectionString, SymmetricKey};
+use twinscope_proto::iothub::ConnectionString;
 use twinscope_proto::mqtt::Packet;
 use twinscope_proto::session::{
     C2dMessage, DeviceSession, Event, MethodCall, SessionConfig, State, Telemetry,
@@ -83,8 +83,8 @@ fn retire(socket: Option<Socket>) {
 struct Inner {
     session: DeviceSession,
     endpoint: String,
-    resource: String,
-    key: Option<SymmetricKey>,
+    /// Signs every token, the first and the renewed ones alike.
+    cs: ConnectionString,
     ttl_s: u64,
     socket: Option<Socket>,
     generation: u64,
@@ -183,18 +183,10 @@ impl Device {
             return Err("the token lifetime must be between 10 seconds and one year".into());
         }
         self.disconnect();
-        let resource = format!("{}/{}", cs.host_name, identity.resource_path());
         let now = now_ms();
-        let token = match (&cs.shared_access_key, &cs.shared_access_signature) {
-            (Some(k), _) => sas::build_token(
-                &resource,
-                k,
-                now / 1000 + ttl_s,
-                cs.shared_access_key_name.as_deref(),
-            ),
-            (None, Some(sig)) => sig.clone(),
-            (None, None) => return Err("the connection string has no key".into()),
-        };
+        let token = cs
+            .sas_token(now / 1000 + ttl_s)
+            .map_err(|e| e.to_string())?;
         let mut session =
             DeviceSession::new(SessionConfig::new(cs.host_name.clone(), identity.clone()));
         session
@@ -209,8 +201,7 @@ impl Device {
         let rc = Rc::new(RefCell::new(Inner {
             session,
             endpoint,
-            resource,
-            key: cs.shared_access_key.clone(),
+            cs: cs.clone(),
             ttl_s,
             socket: None,
             generation: 0,
@@ -402,9 +393,9 @@ impl Device {
         let now = now_ms();
         let token = {
             let i = rc.borrow();
-            i.key
-                .as_ref()
-                .map(|k| sas::build_token(&i.resource, k, now / 1000 + i.ttl_s, None))
+            i.cs.can_sign()
+                .then(|| i.cs.sas_token(now / 1000 + i.ttl_s).ok())
+                .flatten()
         };
         match token {
             Some(t) => {

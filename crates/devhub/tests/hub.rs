@@ -641,3 +641,42 @@ fn service_tokens_are_checked() {
         401
     );
 }
+
+#[test]
+fn a_session_is_kept_only_once_it_has_subscriptions() {
+    let mut h = hub();
+    // CleanSession 0, dropped before SUBSCRIBE: nothing to keep, so no session is present.
+    let out = online(&mut h, 1, "d1", false);
+    assert_eq!(
+        sent(&out, 1)[0],
+        connack(ConnectReturnCode::Accepted, false)
+    );
+    h.closed(1, false, T0);
+    let out = online(&mut h, 2, "d1", false);
+    assert_eq!(
+        sent(&out, 2)[0],
+        connack(ConnectReturnCode::Accepted, false),
+        "an empty session was kept"
+    );
+    // With a subscription the session is kept, and present on the next connection.
+    subscribe(&mut h, 2, &[("$iothub/methods/POST/#", QoS::AtMostOnce)]);
+    h.closed(2, false, T0);
+    let out = online(&mut h, 3, "d1", false);
+    assert_eq!(sent(&out, 3)[0], connack(ConnectReturnCode::Accepted, true));
+    // Unsubscribing everything ends it again.
+    let out = h.packet(
+        3,
+        Packet::Unsubscribe(twinscope_proto::mqtt::Unsubscribe {
+            pkid: pid(9),
+            filters: vec!["$iothub/methods/POST/#".into()],
+        }),
+        T0,
+    );
+    assert_eq!(sent(&out, 3), vec![Packet::UnsubAck(pid(9))]);
+    h.closed(3, false, T0);
+    let out = online(&mut h, 4, "d1", false);
+    assert_eq!(
+        sent(&out, 4)[0],
+        connack(ConnectReturnCode::Accepted, false)
+    );
+}

@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use twinscope_proto::iothub::{sas, ConnectionString, SymmetricKey};
+use twinscope_proto::iothub::ConnectionString;
 use twinscope_proto::session::{
     DeviceSession, Event, MessageId, RequestId, SessionConfig, State, Telemetry,
 };
@@ -54,17 +54,16 @@ impl NativeDevice {
     pub fn connect(connection_string: &str, url: &str, ttl_s: u64) -> Result<NativeDevice, String> {
         let cs = ConnectionString::parse_device(connection_string).map_err(|e| e.to_string())?;
         let identity = cs.identity().ok_or("no device in the connection string")?;
-        let key = cs
-            .shared_access_key
-            .clone()
-            .ok_or("the connection string has no key")?;
-        let resource = format!("{}/{}", cs.host_name, identity.resource_path());
+        if !cs.can_sign() {
+            return Err("the connection string has no key".into());
+        }
         let mut session = DeviceSession::new(SessionConfig::new(cs.host_name.clone(), identity));
         let now = now_ms();
         session
             .supply_token(
                 now,
-                sas::build_token(&resource, &key, now / 1000 + ttl_s, None),
+                cs.sas_token(now / 1000 + ttl_s)
+                    .map_err(|e| e.to_string())?,
             )
             .map_err(|e| e.to_string())?;
         session.connect(now).map_err(|e| e.to_string())?;
@@ -74,8 +73,7 @@ impl NativeDevice {
         let driver = Driver {
             session,
             url: url.to_string(),
-            resource,
-            key,
+            cs,
             ttl_s,
             events: etx,
             state: stx,
@@ -171,8 +169,8 @@ impl Drop for NativeDevice {
 struct Driver {
     session: DeviceSession,
     url: String,
-    resource: String,
-    key: SymmetricKey,
+    /// Signs every token, the first and the renewed ones alike.
+    cs: ConnectionString,
     ttl_s: u64,
     events: mpsc::UnboundedSender<Event>,
     state: tokio::sync::watch::Sender<State>,
@@ -259,13 +257,9 @@ impl Driver {
                     }
                     Event::TokenNeeded => {
                         let now = now_ms();
-                        let t = sas::build_token(
-                            &self.resource,
-                            &self.key,
-                            now / 1000 + self.ttl_s,
-                            None,
-                        );
-                        let _ = self.session.supply_token(now, t);
+                        if let Ok(t) = self.cs.sas_token(now / 1000 + self.ttl_s) {
+                            let _ = self.session.supply_token(now, t);
+                        }
                     }
                     _ => {}
                 }

@@ -926,7 +926,11 @@ impl DeviceSession {
         self.events.push_back(Event::Connected {
             session_present: a.session_present,
         });
-        if !a.session_present || self.cfg.clean_session {
+        // Subscribe on every connection, as the official SDKs do, even when the hub says
+        // it kept the session: SUBSCRIBE is idempotent, and a session the hub kept from a
+        // connection that dropped before its SUBSCRIBE would otherwise leave the device
+        // deaf to methods and desired updates with nothing to tell the user.
+        {
             let id = &self.cfg.identity;
             let mut filters = vec![
                 SubscribeFilter {

@@ -207,11 +207,16 @@ impl Hub {
 
     /// The service (iothubowner) connection string.
     pub fn service_connection_string(&self) -> String {
-        format!(
-            "HostName={};SharedAccessKeyName=iothubowner;SharedAccessKey={}",
-            self.cfg.hub_name,
-            self.cfg.owner_key.to_base64()
-        )
+        ConnectionString {
+            host_name: self.cfg.hub_name.clone(),
+            device_id: None,
+            module_id: None,
+            shared_access_key: Some(self.cfg.owner_key.clone()),
+            shared_access_key_name: Some("iothubowner".into()),
+            shared_access_signature: None,
+            gateway_host_name: None,
+        }
+        .to_string()
     }
 
     /// A device or module connection string, if the identity exists.
@@ -223,17 +228,21 @@ impl Hub {
         let rec = self
             .store
             .identity(id.device.as_str(), id.module.as_ref().map(ModuleId::as_str))?;
-        Ok(rec.map(|r| {
-            let mut s = format!("HostName={};DeviceId={}", self.cfg.hub_name, id.device);
-            if let Some(m) = &id.module {
-                s.push_str(&format!(";ModuleId={m}"));
+        let Some(rec) = rec else { return Ok(None) };
+        let key = SymmetricKey::from_base64(&rec.primary_key)
+            .map_err(|e| ServiceError::new(ErrorCode::ServerError, format!("stored key: {e}")))?;
+        Ok(Some(
+            ConnectionString {
+                host_name: self.cfg.hub_name.clone(),
+                device_id: Some(id.device.clone()),
+                module_id: id.module.clone(),
+                shared_access_key: Some(key),
+                shared_access_key_name: None,
+                shared_access_signature: None,
+                gateway_host_name: gateway.map(str::to_string),
             }
-            s.push_str(&format!(";SharedAccessKey={}", r.primary_key));
-            if let Some(g) = gateway {
-                s.push_str(&format!(";GatewayHostName={g}"));
-            }
-            s
-        }))
+            .to_string(),
+        ))
     }
 
     /// Whether a connection is authenticated (for the glue's bookkeeping and tests).
@@ -349,12 +358,9 @@ impl Hub {
         } else {
             self.store.session(&client_id).ok().flatten()
         };
+        // A session is stored only once it holds subscriptions (see `persist_subs`), so a
+        // connection that dropped before its SUBSCRIBE leaves no empty session behind.
         let session_present = stored.is_some();
-        if !c.clean_session && stored.is_none() {
-            if let Err(e) = self.store.put_session(&client_id, &[]) {
-                return Hub::refuse(conn, format!("store: {e}"));
-            }
-        }
         let subs = stored
             .unwrap_or_default()
             .into_iter()
@@ -418,11 +424,8 @@ impl Hub {
             Packet::Unsubscribe(u) => {
                 let c = self.conns.get_mut(&conn).expect("checked above");
                 c.subs.retain(|(f, _)| !u.filters.contains(f));
-                let persist = (!c.clean).then(|| (c.client_id.clone(), subs_for_store(&c.subs)));
-                if let Some((cid, subs)) = persist {
-                    if let Err(e) = self.store.put_session(&cid, &subs) {
-                        return self.close_with(conn, &format!("store: {e}"), now_ms);
-                    }
+                if let Err(e) = self.persist_subs(conn) {
+                    return self.close_with(conn, &format!("store: {e}"), now_ms);
                 }
                 vec![Action::Send(conn, Packet::UnsubAck(u.pkid))]
             }
@@ -437,6 +440,21 @@ impl Hub {
                 &format!("unexpected {} from a device", other.name()),
                 now_ms,
             ),
+        }
+    }
+
+    /// Stores a CleanSession=0 connection's subscriptions as its session; a session with
+    /// none is deleted rather than kept empty.
+    fn persist_subs(&mut self, conn: ConnId) -> Result<(), StoreError> {
+        let c = &self.conns[&conn];
+        if c.clean {
+            return Ok(());
+        }
+        if c.subs.is_empty() {
+            self.store.delete_session(&c.client_id)
+        } else {
+            self.store
+                .put_session(&c.client_id, &subs_for_store(&c.subs))
         }
     }
 
@@ -825,11 +843,8 @@ impl Hub {
             let why = format!("{} has more than {MAX_FILTERS} subscriptions", c.identity);
             return self.close_with(conn, &why, now_ms);
         }
-        if !c.clean {
-            let (cid, subs) = (c.client_id.clone(), subs_for_store(&c.subs));
-            if let Err(e) = self.store.put_session(&cid, &subs) {
-                return self.close_with(conn, &format!("store: {e}"), now_ms);
-            }
+        if let Err(e) = self.persist_subs(conn) {
+            return self.close_with(conn, &format!("store: {e}"), now_ms);
         }
         let mut out = vec![Action::Send(
             conn,

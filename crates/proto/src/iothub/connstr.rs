@@ -289,6 +289,42 @@ impl ConnectionString {
         })
     }
 
+    /// The resource URI a token for this string is signed for:
+    /// `{HostName}/devices/{id}[/modules/{mid}]`, or `{HostName}` for a policy string.
+    pub fn resource_uri(&self) -> String {
+        match self.identity() {
+            Some(id) => format!("{}/{}", self.host_name, id.resource_path()),
+            None => self.host_name.clone(),
+        }
+    }
+
+    /// Whether [`ConnectionString::sas_token`] can make new tokens (the string has a key,
+    /// not only a ready-made signature).
+    pub fn can_sign(&self) -> bool {
+        self.shared_access_key.is_some()
+    }
+
+    /// A SAS token for this string, valid until `expiry` (seconds since 1970): signed with
+    /// its key, for its policy (`skn`) when it names one; or, without a key, the ready-made
+    /// `SharedAccessSignature` it carries (which cannot be renewed). Every token the app,
+    /// the native driver and devhub make from a connection string comes from here, so a
+    /// renewed token is made exactly as the first one was.
+    pub fn sas_token(&self, expiry: u64) -> Result<String, ConnectionStringError> {
+        match (&self.shared_access_key, &self.shared_access_signature) {
+            (Some(key), _) => Ok(super::sas::build_token(
+                &self.resource_uri(),
+                key,
+                expiry,
+                self.shared_access_key_name.as_deref(),
+            )),
+            (None, Some(sig)) => Ok(sig.clone()),
+            (None, None) => Err(ConnectionStringError::Missing {
+                field: "SharedAccessKey",
+                hint: "add SharedAccessKey=<the device's primary key> or SharedAccessSignature=<a token>",
+            }),
+        }
+    }
+
     /// Where to connect: GatewayHostName if given, else HostName.
     pub fn connect_host(&self) -> &str {
         self.gateway_host_name.as_deref().unwrap_or(&self.host_name)
@@ -347,6 +383,58 @@ mod tests {
     use ConnectionStringError as E;
 
     const KEY: &str = "+XLy+MVZ+aTeOnVzN2kLeB16O+kSxmz6g3rS6fAf6rw=";
+
+    #[test]
+    fn tokens_from_connection_strings_match_the_public_vectors() {
+        // V1: a device key.
+        let dev = ConnectionString::parse(&format!(
+            "HostName=iot-hub-for-test.azure-devices.net;DeviceId=iot-device-for-test;SharedAccessKey={KEY}"
+        ))
+        .unwrap();
+        assert_eq!(
+            dev.sas_token(1471940363).unwrap(),
+            "SharedAccessSignature sr=iot-hub-for-test.azure-devices.net%2Fdevices%2Fiot-device-for-test&sig=SIumZ1ACqqPJZ2okHDlW9MSYKykEpqsQY3z6FMOICd4%3D&se=1471940363"
+        );
+        // V2: a module signed with a policy key keeps its skn, every time it is signed.
+        let module = ConnectionString::parse(&format!(
+            "HostName=iot-hub-for-test.azure-devices.net;DeviceId=iot-device-for-test;ModuleId=module-for-test;SharedAccessKeyName=iothubowner;SharedAccessKey={KEY}"
+        ))
+        .unwrap();
+        for _ in 0..2 {
+            let t = module.sas_token(1471940363).unwrap();
+            assert!(
+                t.contains("sig=JwAxBBBPYA0E%2FTHdnrXzUfBfuZ7deH6pppCniJ23Uu0%3D"),
+                "{t}"
+            );
+            assert!(t.ends_with("&skn=iothubowner"), "{t}");
+        }
+        // V3: a service policy string signs for the hub itself.
+        let service = ConnectionString::parse(&format!(
+            "HostName=iot-hub-for-test.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey={KEY}"
+        ))
+        .unwrap();
+        assert_eq!(service.resource_uri(), "iot-hub-for-test.azure-devices.net");
+        assert!(service
+            .sas_token(1471940363)
+            .unwrap()
+            .contains("sig=770sPjjYxRYpNz8%2FhEN7XR5XU5KDGYGTinSP8YyeTXw%3D"));
+        // A ready-made signature is used as it is and cannot be renewed.
+        let ready = ConnectionString::parse(
+            "HostName=h.azure-devices.net;DeviceId=d;SharedAccessSignature=SharedAccessSignature sr=h.azure-devices.net%2Fdevices%2Fd&sig=abc&se=1",
+        )
+        .unwrap();
+        assert!(!ready.can_sign());
+        assert!(ready.sas_token(99).unwrap().ends_with("&se=1"));
+        let none = ConnectionString {
+            shared_access_signature: None,
+            ..ready
+        };
+        assert!(none
+            .sas_token(99)
+            .unwrap_err()
+            .to_string()
+            .contains("SharedAccessKey"));
+    }
 
     #[test]
     fn parses_a_device_string() {
