@@ -320,8 +320,10 @@ async fn put_identity(
     let body = json_body(&body)?;
     let im = if_match(&headers);
     let v = s.shared.with_hub(|h| {
-        let r = h.put_identity(&t.id, t.mid.as_deref(), &body, im.as_deref(), now_ms());
-        (r, Vec::new())
+        match h.put_identity(&t.id, t.mid.as_deref(), &body, im.as_deref(), now_ms()) {
+            Ok((v, actions)) => (Ok(v), actions),
+            Err(e) => (Err(e), Vec::new()),
+        }
     })?;
     Ok(Json(v).into_response())
 }

@@ -294,9 +294,11 @@ impl Store {
                 tx.execute("DELETE FROM identities WHERE device_id = ?1", [device])?;
                 tx.execute("DELETE FROM twins WHERE device_id = ?1", [device])?;
                 tx.execute("DELETE FROM c2d WHERE device_id = ?1", [device])?;
+                // Exact matches: ids may hold `_` and `%`, which LIKE would read as patterns.
                 tx.execute(
-                    "DELETE FROM sessions WHERE client_id = ?1 OR client_id LIKE ?2",
-                    params![device, format!("{device}/%")],
+                    "DELETE FROM sessions WHERE client_id = ?1 \
+                     OR substr(client_id, 1, length(?2)) = ?2",
+                    params![device, format!("{device}/")],
                 )?;
                 existed
             }

@@ -680,3 +680,111 @@ fn a_session_is_kept_only_once_it_has_subscriptions() {
         connack(ConnectReturnCode::Accepted, false)
     );
 }
+
+#[test]
+fn tokens_too_far_out_are_refused_and_the_farthest_is_held_without_overflow() {
+    let mut h = hub();
+    let t = token(&h, "d1", u64::MAX);
+    let out = h.connect(1, connect_packet("d1", t, true), T0);
+    assert_eq!(
+        sent(&out, 1),
+        vec![connack(ConnectReturnCode::NotAuthorized, false)]
+    );
+    assert!(closes(&out, 1));
+    // The last second the hub can represent is accepted, and the connection is not
+    // closed as expired by the next tick (se * 1000 saturates, it does not wrap).
+    let t = token(&h, "d1", twinscope_proto::iothub::sas::MAX_EXPIRY);
+    let out = h.connect(2, connect_packet("d1", t, true), T0);
+    assert_eq!(
+        sent(&out, 2)[0],
+        connack(ConnectReturnCode::Accepted, false)
+    );
+    assert!(!closes(&h.tick(T0 + 1000), 2));
+}
+
+/// Connects module `d1/m1` (created here) on `conn`.
+fn module_online(h: &mut Hub, conn: ConnId) -> Vec<Action> {
+    if h.store().identity("d1", Some("m1")).unwrap().is_none() {
+        h.put_identity("d1", Some("m1"), &json!({}), None, T0)
+            .unwrap();
+    }
+    let t = sas::build_token(
+        &format!("{HUB}/devices/d1/modules/m1"),
+        &key_of(h, "d1", Some("m1")),
+        T0 / 1000 + 3600,
+        None,
+    );
+    let mut c = connect_packet("d1/m1", t, true);
+    c.username = Some(format!("{HUB}/d1/m1/?api-version=2021-04-12"));
+    h.connect(conn, c, T0)
+}
+
+#[test]
+fn modules_keep_out_of_the_devices_c2d_and_go_when_it_is_disabled() {
+    let mut h = hub();
+    h.send_c2d("d1", b"for the device", PropertyBag::default(), None, T0)
+        .unwrap();
+    online(&mut h, 1, "d1", true);
+    let out = subscribe(
+        &mut h,
+        1,
+        &[("devices/d1/messages/devicebound/#", QoS::AtLeastOnce)],
+    );
+    assert_eq!(
+        publishes(&out, 1).len(),
+        1,
+        "delivered, locked, not acknowledged"
+    );
+    // A module of d1 comes and goes: the device's delivered message stays locked to it.
+    let out = module_online(&mut h, 2);
+    assert_eq!(
+        sent(&out, 2)[0],
+        connack(ConnectReturnCode::Accepted, false)
+    );
+    h.closed(2, false, T0);
+    let queue = h.store().c2d_queue("d1", T0).unwrap();
+    assert!(
+        queue[0].lock_until_ms > T0,
+        "the module's close unlocked the device's message"
+    );
+
+    // Disabling the device closes it and its module at once, and keeps the module out.
+    module_online(&mut h, 3);
+    let (_, out) = h
+        .put_identity("d1", None, &json!({"status": "disabled"}), Some("*"), T0)
+        .unwrap();
+    assert!(closes(&out, 1), "{out:?}");
+    assert!(closes(&out, 3), "{out:?}");
+    let out = module_online(&mut h, 4);
+    assert_eq!(
+        sent(&out, 4),
+        vec![connack(ConnectReturnCode::NotAuthorized, false)]
+    );
+}
+
+#[test]
+fn c2d_messages_that_cannot_be_delivered_are_refused_when_sent() {
+    let mut h = hub();
+    // Properties that percent-encode past MQTT's 65,535-byte topic limit.
+    let mut props = PropertyBag::default();
+    for i in 0..30 {
+        props.app.push((format!("k{i}"), Some("/".repeat(800))));
+    }
+    let err = h.send_c2d("d1", b"x", props, None, T0).unwrap_err();
+    assert_eq!(err.code, ErrorCode::ArgumentInvalid);
+    assert!(err.message.contains("65535"), "{}", err.message);
+    assert!(
+        h.store().c2d_queue("d1", T0).unwrap().is_empty(),
+        "nothing was queued"
+    );
+    // The queue is not poisoned: a normal message is delivered.
+    h.send_c2d("d1", b"fine", PropertyBag::default(), None, T0)
+        .unwrap();
+    online(&mut h, 1, "d1", true);
+    let out = subscribe(
+        &mut h,
+        1,
+        &[("devices/d1/messages/devicebound/#", QoS::AtLeastOnce)],
+    );
+    assert_eq!(publishes(&out, 1)[0].payload, b"fine");
+}

@@ -311,6 +311,42 @@ struct Pending {
     deadline: u64,
 }
 
+/// The longest keep-alive worth asking for: the hub waits 1.5× the keep-alive, capped at
+/// 1767 s, so a longer one would have the hub drop an idle device before it pings.
+pub const MAX_KEEP_ALIVE_S: u16 = 1177;
+
+/// How long to wait for PINGRESP (at most; shorter when the keep-alive is shorter).
+const PING_TIMEOUT_MS: u64 = 30_000;
+
+/// The session's timers; [`DeviceSession::deadline`] computes each one's deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    /// Ask for a new token (at the renewal fraction of the current one's life).
+    TokenRenewal,
+    /// The oldest twin request's answer is overdue.
+    TwinRequest,
+    /// Open the transport again (backoff).
+    Reconnect,
+    /// CONNACK is overdue.
+    Connack,
+    /// PINGRESP is overdue: the connection is dead.
+    PingTimeout,
+    /// Nothing was sent for a keep-alive period: send PINGREQ.
+    KeepAlive,
+}
+
+impl Timer {
+    /// In the order they fire when due together.
+    const ALL: [Timer; 6] = [
+        Timer::TokenRenewal,
+        Timer::TwinRequest,
+        Timer::Reconnect,
+        Timer::Connack,
+        Timer::PingTimeout,
+        Timer::KeepAlive,
+    ];
+}
+
 /// The device session.
 pub struct DeviceSession {
     cfg: SessionConfig,
@@ -419,37 +455,43 @@ impl DeviceSession {
         self.events.pop_front()
     }
 
-    /// When to call `handle_timeout` next.
+    /// When to call `handle_timeout` next: the earliest deadline of the timer table.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let mut t: Option<u64> = None;
-        let mut at = |x: u64| t = Some(t.map_or(x, |y| y.min(x)));
-        match self.state {
-            State::Reconnecting { retry_at, .. } => at(retry_at),
-            State::Connecting => {
-                if let Some(d) = self.connack_deadline {
-                    at(d);
-                }
+        Timer::ALL.iter().filter_map(|t| self.deadline(*t)).min()
+    }
+
+    /// The keep-alive the session asks for in CONNECT and keeps to, in ms: the configured
+    /// value capped at 1177 s (the hub waits 1.5× that, and at most 1767 s).
+    fn keep_alive_ms(&self) -> u64 {
+        u64::from(self.cfg.keep_alive_s.min(MAX_KEEP_ALIVE_S)) * 1000
+    }
+
+    /// The one place each timer's deadline is computed (ms), or `None` when it is not
+    /// running. `poll_timeout` takes the earliest; `handle_timeout` fires the ones due, so
+    /// the two cannot disagree.
+    fn deadline(&self, timer: Timer) -> Option<u64> {
+        match (timer, self.state) {
+            (Timer::Reconnect, State::Reconnecting { retry_at, .. }) => Some(retry_at),
+            (Timer::Connack, State::Connecting) => self.connack_deadline,
+            (Timer::KeepAlive, State::Connected) => {
+                let ka = self.keep_alive_ms();
+                (ka > 0 && self.ping_sent.is_none()).then_some(self.last_sent + ka)
             }
-            State::Connected => {
-                let ka = u64::from(self.cfg.keep_alive_s) * 1000;
-                if ka > 0 {
-                    match self.ping_sent {
-                        Some(sent) => at(sent + ka.min(30_000)),
-                        None => at(self.last_sent + ka),
-                    }
-                }
+            (Timer::PingTimeout, State::Connected) => {
+                let ka = self.keep_alive_ms();
+                (ka > 0)
+                    .then_some(self.ping_sent)
+                    .flatten()
+                    .map(|sent| sent + ka.min(PING_TIMEOUT_MS))
             }
-            State::Disconnected => {}
-        }
-        for p in self.twin.values() {
-            at(p.deadline);
-        }
-        if let Some((_, issued, expiry)) = self.token {
-            if self.want_connected && !self.token_asked {
-                at(self.renew_time(issued, expiry));
+            (Timer::TwinRequest, _) => self.twin.values().map(|p| p.deadline).min(),
+            (Timer::TokenRenewal, _) => {
+                let (_, issued, expiry) = self.token.as_ref()?;
+                (self.want_connected && !self.token_asked)
+                    .then(|| self.renew_time(*issued, *expiry))
             }
+            _ => None,
         }
-        t
     }
 
     fn renew_time(&self, issued: u64, expiry: u64) -> u64 {
@@ -733,7 +775,7 @@ impl DeviceSession {
         let id = &self.cfg.identity;
         let c = Connect {
             client_id: id.client_id(),
-            keep_alive: self.cfg.keep_alive_s.min(1177),
+            keep_alive: self.cfg.keep_alive_s.min(MAX_KEEP_ALIVE_S),
             clean_session: self.cfg.clean_session,
             last_will: None,
             username: Some(Username::build(
@@ -800,57 +842,56 @@ impl DeviceSession {
     }
 
     /// Timers: reconnect, CONNACK timeout, keep-alive, request timeouts, token renewal.
+    /// Fires every timer of the table whose deadline is due.
     pub fn handle_timeout(&mut self, now: u64) {
-        if let Some((_, issued, expiry)) = self.token {
-            if self.want_connected && !self.token_asked && now >= self.renew_time(issued, expiry) {
+        for timer in Timer::ALL {
+            if self.deadline(timer).is_some_and(|d| now >= d) {
+                self.fire(timer, now);
+            }
+        }
+    }
+
+    fn fire(&mut self, timer: Timer, now: u64) {
+        match timer {
+            Timer::TokenRenewal => {
                 self.token_asked = true;
                 self.events.push_back(Event::TokenNeeded);
             }
-        }
-        let expired: Vec<String> = self
-            .twin
-            .iter()
-            .filter(|(_, p)| p.deadline <= now)
-            .map(|(rid, _)| rid.clone())
-            .collect();
-        for rid in expired {
-            let p = self.twin.remove(&rid).expect("listed");
-            self.twin_failed(
-                p,
-                RequestError {
-                    status: None,
-                    message: "no answer from the hub in time".into(),
-                },
-            );
-        }
-        match self.state {
-            State::Reconnecting { retry_at, .. } if now >= retry_at => self.open(now),
-            State::Connecting if self.connack_deadline.is_some_and(|d| now >= d) => {
+            Timer::TwinRequest => {
+                let expired: Vec<String> = self
+                    .twin
+                    .iter()
+                    .filter(|(_, p)| p.deadline <= now)
+                    .map(|(rid, _)| rid.clone())
+                    .collect();
+                for rid in expired {
+                    let p = self.twin.remove(&rid).expect("listed");
+                    self.twin_failed(
+                        p,
+                        RequestError {
+                            status: None,
+                            message: "no answer from the hub in time".into(),
+                        },
+                    );
+                }
+            }
+            Timer::Reconnect => self.open(now),
+            Timer::Connack => {
                 self.connack_deadline = None;
                 self.events
                     .push_back(Event::Error("no CONNACK from the hub in time".into()));
                 self.events.push_back(Event::CloseTransport);
             }
-            State::Connected => {
-                let ka = u64::from(self.cfg.keep_alive_s) * 1000;
-                if ka == 0 {
-                    return;
-                }
-                match self.ping_sent {
-                    Some(sent) if now >= sent + ka.min(30_000) => {
-                        self.events.push_back(Event::Error(
-                            "no PINGRESP from the hub: the connection is dead".into(),
-                        ));
-                        self.events.push_back(Event::CloseTransport);
-                    }
-                    None if now >= self.last_sent + ka => {
-                        self.send(now, Packet::PingReq);
-                        self.ping_sent = Some(now);
-                    }
-                    _ => {}
-                }
+            Timer::PingTimeout => {
+                self.events.push_back(Event::Error(
+                    "no PINGRESP from the hub: the connection is dead".into(),
+                ));
+                self.events.push_back(Event::CloseTransport);
             }
-            _ => {}
+            Timer::KeepAlive => {
+                self.send(now, Packet::PingReq);
+                self.ping_sent = Some(now);
+            }
         }
     }
 

@@ -819,3 +819,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_keep_alive_over_the_hubs_limit_is_capped_in_connect_and_in_the_ping_timer() {
+    let mut h = H::new(|c| c.keep_alive_s = 3000);
+    h.s.connect(h.now).unwrap();
+    h.s.handle_opened(h.now);
+    let out = h.out();
+    let Some(Packet::Connect(c)) = out.last() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(c.keep_alive, 1177);
+    h.hub(Packet::ConnAck(ConnAck {
+        session_present: false,
+        code: ConnectReturnCode::Accepted,
+    }));
+    h.out();
+    // Idle: the PINGREQ goes 1177 s after the last packet (the hub drops the device after
+    // 1.5 x 1177 s), not after the configured 3000 s.
+    h.at(T0 + 1_177_000 - 1);
+    assert!(!h.out().contains(&Packet::PingReq));
+    assert!(h.s.poll_timeout().unwrap() <= T0 + 1_177_000);
+    h.at(T0 + 1_177_000);
+    assert!(h.out().contains(&Packet::PingReq));
+}

@@ -17,13 +17,13 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 use twinscope_proto::iothub::twin::{HubError, TwinError, TwinSection};
 use twinscope_proto::iothub::{
-    topic::filter, ConnectionString, DeviceId, Identity, ModuleId, PropertyBag, SasToken,
-    SymmetricKey, SysPrefix, Topic, Username, MAX_C2D_MESSAGE_BYTES, MAX_D2C_MESSAGE_BYTES,
-    MAX_METHOD_PAYLOAD_BYTES,
+    topic::{c2d_topic, filter},
+    ConnectionString, DeviceId, Identity, ModuleId, PropertyBag, SasToken, SymmetricKey, SysPrefix,
+    Topic, Username, MAX_C2D_MESSAGE_BYTES, MAX_D2C_MESSAGE_BYTES, MAX_METHOD_PAYLOAD_BYTES,
 };
 use twinscope_proto::mqtt::{
     validate_topic_filter, ConnAck, Connect, ConnectReturnCode, LastWill, Packet, PacketId,
-    Publish, QoS, QosPid, SubAck, SubAckCode, Subscribe,
+    Publish, QoS, QosPid, SubAck, SubAckCode, Subscribe, MAX_STRING_BYTES,
 };
 
 mod error;
@@ -325,6 +325,12 @@ impl Hub {
         if rec.status != "enabled" {
             return Hub::refuse(conn, format!("{id} is disabled"));
         }
+        if id.module.is_some() {
+            match self.store.identity(id.device.as_str(), None) {
+                Ok(Some(d)) if d.status == "enabled" => {}
+                _ => return Hub::refuse(conn, format!("device {} is disabled", id.device)),
+            }
+        }
         let verified = match token.policy.as_deref() {
             Some("iothubowner") => token.verify_signature(&self.cfg.owner_key).is_ok(),
             Some(_) => false,
@@ -345,7 +351,9 @@ impl Hub {
         if let Some(old) = self.by_client.remove(&client_id) {
             if let Some(o) = self.conns.remove(&old) {
                 self.drop_calls_of(old);
-                let _ = self.store.unlock_c2d(o.identity.device.as_str());
+                if o.identity.module.is_none() {
+                    let _ = self.store.unlock_c2d(o.identity.device.as_str());
+                }
             }
             out.push(Action::Close(
                 old,
@@ -379,7 +387,7 @@ impl Hub {
                 subs,
                 timeout_ms,
                 last_seen_ms: now_ms,
-                token_expiry_ms: token.expiry * 1000,
+                token_expiry_ms: token.expiry.saturating_mul(1000),
                 will: c.last_will,
                 next_pid: PacketId::new(1).expect("1 is a packet id"),
                 c2d_inflight: VecDeque::new(),
@@ -898,7 +906,7 @@ impl Hub {
             if m.lock_until_ms > now_ms || c.c2d_inflight.iter().any(|(_, s)| *s == m.seq) {
                 continue;
             }
-            let topic = format!("devices/{device}/messages/devicebound/{}", m.props);
+            let topic = c2d_topic(&device, &m.props);
             let qospid = if qos == QoS::AtMostOnce {
                 QosPid::AtMostOnce
             } else {
@@ -942,8 +950,11 @@ impl Hub {
             self.by_client.remove(&c.client_id);
         }
         self.drop_calls_of(conn);
-        // Delivered but unacknowledged C2D messages go back to the queue at once.
-        let _ = self.store.unlock_c2d(c.identity.device.as_str());
+        // Delivered but unacknowledged C2D messages go back to the queue at once. The queue
+        // is the device's: a module's connection has none of it in flight.
+        if c.identity.module.is_none() {
+            let _ = self.store.unlock_c2d(c.identity.device.as_str());
+        }
         let mut out = Vec::new();
         if let (false, Some(w)) = (graceful, c.will) {
             if let Ok(Topic::Telemetry { identity, props }) = Topic::parse(&w.topic) {
@@ -1020,7 +1031,7 @@ impl Hub {
         body: &Value,
         if_match: Option<&str>,
         now_ms: u64,
-    ) -> Result<Value, ServiceError> {
+    ) -> Result<(Value, Vec<Action>), ServiceError> {
         let id = parse_identity(device, module)?;
         let existing = self.store.identity(device, module)?;
         if let (Some(e), Some(m)) = (&existing, if_match) {
@@ -1090,15 +1101,26 @@ impl Hub {
             version: 1,
         };
         self.store.put_identity(&rec, &twin)?;
+        let mut out = Vec::new();
         if rec.status == "disabled" {
-            if let Some(conn) = self.by_client.get(&id.client_id()).copied() {
-                // A disabled device is disconnected (the glue closes it on the next tick).
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.token_expiry_ms = 0;
-                }
+            // A disabled identity is disconnected at once; a disabled device takes its
+            // modules' connections with it (they cannot connect while it is disabled).
+            for conn in self.conns_of(&id) {
+                out.extend(self.close_with(conn, &format!("{id} was disabled"), now_ms));
             }
         }
-        Ok(self.identity_json(&rec))
+        Ok((self.identity_json(&rec), out))
+    }
+
+    /// The connections of `id`; for a device, its modules' connections too.
+    fn conns_of(&self, id: &Identity) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| {
+                c.identity == *id || (id.module.is_none() && c.identity.device == id.device)
+            })
+            .map(|(k, _)| *k)
+            .collect()
     }
 
     /// The REST view of an identity, or the hub's 400/404 answer.
@@ -1155,16 +1177,7 @@ impl Hub {
             return Err(not_found(&id));
         }
         let mut out = Vec::new();
-        let clients: Vec<(String, ConnId)> = self
-            .by_client
-            .iter()
-            .filter(|(cid, _)| {
-                **cid == id.client_id()
-                    || (module.is_none() && cid.starts_with(&format!("{device}/")))
-            })
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        for (_, conn) in clients {
+        for conn in self.conns_of(&id) {
             out.extend(self.close_with(conn, "identity deleted", now_ms));
         }
         Ok(out)
@@ -1390,9 +1403,20 @@ impl Hub {
         if props.system.ack.is_none() {
             props.system.ack = Some("none".into());
         }
-        let expiry = now_ms + ttl_ms.unwrap_or(self.cfg.c2d_ttl_ms);
-        self.store
-            .enqueue_c2d(device, &props.encode(SysPrefix::Encoded), body, expiry)?;
+        let expiry = now_ms.saturating_add(ttl_ms.unwrap_or(self.cfg.c2d_ttl_ms));
+        let bag = props.encode(SysPrefix::Encoded);
+        // A message whose topic MQTT cannot carry would never be delivered and would block
+        // the queue behind it: refuse it now.
+        let topic_len = c2d_topic(&id.device, &bag).len();
+        if topic_len > MAX_STRING_BYTES {
+            return Err(ServiceError::new(
+                ErrorCode::ArgumentInvalid,
+                format!(
+                    "the message's properties make a {topic_len}-byte MQTT topic once percent-encoded; MQTT allows at most 65535: send fewer or shorter properties"
+                ),
+            ));
+        }
+        self.store.enqueue_c2d(device, &bag, body, expiry)?;
         let mut out = Vec::new();
         if let Some(&conn) = self.by_client.get(id.device.as_str()) {
             out.extend(self.deliver_c2d(conn, now_ms));

@@ -31,6 +31,12 @@ pub fn sign(key: &[u8], data: &[u8]) -> String {
     STANDARD.encode(mac.finalize().into_bytes())
 }
 
+/// The latest expiry a token may carry: 9999-12-31T23:59:59Z, the last second .NET's
+/// `DateTime` (in which IoT Hub's services hold times) can represent. No lifetime limit is
+/// documented for device tokens; this is the bound past which a hub cannot read `se` at all,
+/// and it keeps `se * 1000` (milliseconds) far from overflowing.
+pub const MAX_EXPIRY: u64 = 253_402_300_799;
+
 /// Builds a token for `resource` (e.g. `myhub.azure-devices.net/devices/dev-01`),
 /// valid until `expiry` (seconds since 1970), optionally for a policy.
 pub fn build_token(
@@ -108,6 +114,12 @@ pub enum SasError {
         /// The time it was checked.
         now: u64,
     },
+    /// The expiry is later than the hub can represent.
+    #[error("token expiry {expiry} is after 9999-12-31 (seconds since 1970 must be at most {MAX_EXPIRY}); use a lifetime of days or months")]
+    TooFar {
+        /// `se`.
+        expiry: u64,
+    },
     /// The signature does not match the key.
     #[error("token signature does not match the key")]
     BadSignature,
@@ -172,8 +184,14 @@ impl SasToken {
             .map_err(|_| SasError::BadSignature)
     }
 
-    /// Checks expiry against `now` (seconds since 1970).
+    /// Checks expiry against `now` (seconds since 1970): not passed, and no later than
+    /// [`MAX_EXPIRY`].
     pub fn check_expiry(&self, now: u64) -> Result<(), SasError> {
+        if self.expiry > MAX_EXPIRY {
+            return Err(SasError::TooFar {
+                expiry: self.expiry,
+            });
+        }
         if self.expiry <= now {
             Err(SasError::Expired {
                 expiry: self.expiry,

@@ -43,6 +43,11 @@ pub mod filter {
     }
 }
 
+/// The topic of a C2D message for `device` whose property bag is already encoded.
+pub fn c2d_topic(device: &DeviceId, encoded_bag: &str) -> String {
+    format!("devices/{device}/messages/devicebound/{encoded_bag}")
+}
+
 /// A parsed IoT Hub topic.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Topic {
@@ -259,12 +264,7 @@ impl Topic {
                     props.encode(prefix)
                 ),
             },
-            Topic::C2d { device, props } => {
-                format!(
-                    "devices/{device}/messages/devicebound/{}",
-                    props.encode(prefix)
-                )
-            }
+            Topic::C2d { device, props } => c2d_topic(device, &props.encode(prefix)),
             Topic::ModuleInput {
                 identity,
                 input,

@@ -244,7 +244,7 @@ pub(super) fn check_string(s: &str) -> Result<(), DecodeError> {
 
 /// The encoded size of a string or binary field, checking the 65,535-byte limit.
 pub(super) fn field_len(field: &'static str, len: usize) -> Result<usize, EncodeError> {
-    if len > usize::from(u16::MAX) {
+    if len > super::MAX_STRING_BYTES {
         Err(EncodeError::FieldTooLong { field, len })
     } else {
         Ok(2 + len)

@@ -153,6 +153,10 @@ impl Packet {
     }
 }
 
+/// The longest UTF-8 string MQTT can carry (topic names among them): a 16-bit length
+/// (MQTT 3.1.1 §1.5.3).
+pub const MAX_STRING_BYTES: usize = 65_535;
+
 /// The default maximum packet size: the 256 KB IoT Hub message limit plus room for topic
 /// and headers. Callers facing other peers choose their own.
 pub const DEFAULT_MAX_PACKET_SIZE: usize = 256 * 1024 + 16 * 1024;
