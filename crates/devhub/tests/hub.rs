@@ -788,3 +788,43 @@ fn c2d_messages_that_cannot_be_delivered_are_refused_when_sent() {
     );
     assert_eq!(publishes(&out, 1)[0].payload, b"fine");
 }
+
+#[test]
+fn deleting_a_device_touches_no_other_identitys_session() {
+    let mut h = hub();
+    for d in ["a_", "ab", "a%", "a%b"] {
+        h.put_identity(d, None, &json!({}), None, T0).unwrap();
+    }
+    // Persistent sessions of modules ab/m and a%b/m (client ids "ab/m", "a%b/m").
+    let mut conn = 10;
+    for d in ["ab", "a%b"] {
+        h.put_identity(d, Some("m"), &json!({}), None, T0).unwrap();
+        conn += 1;
+        let t = sas::build_token(
+            &format!("{HUB}/devices/{d}/modules/m"),
+            &key_of(&h, d, Some("m")),
+            T0 / 1000 + 3600,
+            None,
+        );
+        let mut c = connect_packet(&format!("{d}/m"), t, false);
+        c.username = Some(format!("{HUB}/{d}/m/?api-version=2021-04-12"));
+        let out = h.connect(conn, c, T0);
+        assert_eq!(
+            sent(&out, conn)[0],
+            connack(ConnectReturnCode::Accepted, false),
+            "{d}/m"
+        );
+        subscribe(&mut h, conn, &[("$iothub/methods/POST/#", QoS::AtMostOnce)]);
+        h.closed(conn, false, T0);
+    }
+    // `a_/%` and `a%/%` as LIKE patterns would match both.
+    for d in ["a_", "a%"] {
+        h.delete_identity(d, None, T0).unwrap();
+    }
+    for cid in ["ab/m", "a%b/m"] {
+        assert!(
+            h.store().session(cid).unwrap().is_some(),
+            "{cid}'s session was deleted with another device"
+        );
+    }
+}
