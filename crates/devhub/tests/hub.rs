@@ -828,3 +828,42 @@ fn deleting_a_device_touches_no_other_identitys_session() {
         );
     }
 }
+
+#[test]
+fn tags_are_limited_and_method_names_must_fit_a_topic() {
+    let mut h = hub();
+    // Tags: 8 KB by the twin size rule; over it the update is refused and nothing changes.
+    let big: serde_json::Map<String, Value> = (0..3)
+        .map(|i| (format!("t{i}"), json!("x".repeat(3000))))
+        .collect();
+    let err = h
+        .update_twin("d1", None, &json!({"tags": big}), false, None, T0)
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::ArgumentInvalid);
+    assert!(err.message.contains("tags"), "{}", err.message);
+    assert_eq!(h.twin_json("d1", None).unwrap()["tags"], json!({}));
+    h.update_twin(
+        "d1",
+        None,
+        &json!({"tags": {"site": "lab"}}),
+        false,
+        None,
+        T0,
+    )
+    .unwrap();
+
+    // Method names that could not be put in a topic are refused up front (before, they
+    // failed to encode and the caller waited for the whole timeout).
+    online(&mut h, 1, "d1", true);
+    subscribe(&mut h, 1, &[("$iothub/methods/POST/#", QoS::AtMostOnce)]);
+    for bad in [
+        "re\0boot".to_string(),
+        "a\nb".into(),
+        "x".repeat(70_000),
+        "a/b".into(),
+    ] {
+        let err = h.invoke_method("d1", None, &bad, &json!({})).unwrap_err();
+        assert_eq!(err.code, ErrorCode::ArgumentInvalid, "{bad:?}");
+    }
+    assert!(h.invoke_method("d1", None, "reboot", &json!({})).is_ok());
+}

@@ -15,7 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use base64::Engine;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::{json, Map, Value};
-use twinscope_proto::iothub::twin::{HubError, TwinError, TwinSection};
+use twinscope_proto::iothub::twin::{self, HubError, TwinError, TwinSection};
 use twinscope_proto::iothub::{
     topic::{c2d_topic, filter},
     ConnectionString, DeviceId, Identity, ModuleId, PropertyBag, SasToken, SymmetricKey, SysPrefix,
@@ -1247,13 +1247,22 @@ impl Hub {
                 ServiceError::new(ErrorCode::ArgumentInvalid, "tags must be an object")
             })?;
             twinscope_proto::iothub::twin::validate_patch(tags).map_err(bad)?;
-            if replace {
-                t.tags = Value::Object(tags_obj.clone());
+            let mut next = if replace {
+                tags_obj.clone()
             } else {
-                let mut merged = t.tags.as_object().cloned().unwrap_or_default();
-                twinscope_proto::iothub::twin::merge_patch(&mut merged, tags_obj);
-                t.tags = Value::Object(merged);
+                t.tags.as_object().cloned().unwrap_or_default()
+            };
+            if !replace {
+                twinscope_proto::iothub::twin::merge_patch(&mut next, tags_obj);
             }
+            let size = twin::section_size(&next);
+            if size > twin::MAX_TAGS_BYTES {
+                return Err(bad(TwinError::TooLarge {
+                    section: "tags",
+                    size,
+                }));
+            }
+            t.tags = Value::Object(next);
         }
         let mut pushed = None;
         if let Some(desired) = body
@@ -1323,10 +1332,24 @@ impl Hub {
         self.store
             .identity(device, module)?
             .ok_or_else(|| not_found(&id))?;
-        if name.is_empty() || name.contains(['/', '?', '#', '+']) {
+        // The name travels in the request's MQTT topic: no topic separators or wildcards,
+        // no control characters (MQTT strings cannot hold U+0000), and a topic MQTT can carry.
+        let request_topic = Topic::MethodRequest {
+            name: name.to_string(),
+            rid: format!("{:x}", u64::MAX),
+        }
+        .to_topic(SysPrefix::Encoded);
+        if name.is_empty()
+            || name.contains(['/', '?', '#', '+'])
+            || name.chars().any(char::is_control)
+            || request_topic.len() > MAX_STRING_BYTES
+        {
             return Err(ServiceError::new(
                 ErrorCode::ArgumentInvalid,
-                format!("method name {name:?} is not valid"),
+                format!(
+                    "method name {:?} is not valid: it must be non-empty, without / ? # + or control characters, and short enough for an MQTT topic",
+                    name.chars().take(64).collect::<String>()
+                ),
             ));
         }
         let body = serde_json::to_vec(payload).unwrap_or_default();

@@ -16,6 +16,8 @@ use serde_json::{Map, Value};
 
 /// Maximum size of the desired or reported section.
 pub const MAX_SECTION_BYTES: usize = 32 * 1024;
+/// Maximum size of the tags, counted as [`section_size`] counts.
+pub const MAX_TAGS_BYTES: usize = 8 * 1024;
 /// Maximum nesting of objects below the root.
 pub const MAX_DEPTH: usize = 10;
 /// Maximum key length in bytes.
@@ -75,7 +77,7 @@ pub enum TwinError {
     /// The section would exceed 32 KB.
     #[error("{section} properties would be {size} bytes; twins allow 32 KB ({max})", max = MAX_SECTION_BYTES)]
     TooLarge {
-        /// "desired" or "reported".
+        /// "desired", "reported" or "tags".
         section: &'static str,
         /// The computed size.
         size: usize,
@@ -160,13 +162,19 @@ pub fn section_size(obj: &Map<String, Value>) -> usize {
         .sum()
 }
 
+/// The documented rule (strings by characters, numbers 8, booleans 4) says nothing of
+/// `null` or empty containers; counting them as nothing would let a section of
+/// `[null, null, ...]` or `{"a": {}, ...}` grow without bound, so `null` counts 4 (its
+/// text) and an empty array or object 2 (its brackets).
 fn value_size(v: &Value) -> usize {
     match v {
-        Value::Null => 0,
+        Value::Null => 4,
         Value::Bool(_) => 4,
         Value::Number(_) => 8,
         Value::String(s) => s.chars().filter(|c| !c.is_control()).count(),
+        Value::Array(a) if a.is_empty() => 2,
         Value::Array(a) => a.iter().map(value_size).sum(),
+        Value::Object(o) if o.is_empty() => 2,
         Value::Object(o) => section_size(o),
     }
 }
@@ -521,6 +529,13 @@ mod tests {
             section_size(&obj(json!({"o": {"k": [true, 1]}}))),
             1 + 1 + 4 + 8
         );
+        // null and empty containers are not free: a section of them cannot grow unbounded.
+        assert_eq!(
+            section_size(&obj(json!({"a": [null, [], {}], "b": {}}))),
+            1 + 4 + 2 + 2 + 1 + 2
+        );
+        let nulls = Value::Array(vec![Value::Null; 10_000]);
+        assert!(section_size(&obj(json!({"n": nulls}))) > MAX_SECTION_BYTES);
     }
 
     #[test]
