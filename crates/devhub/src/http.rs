@@ -19,7 +19,8 @@ use axum::{Json, Router};
 use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio_stream::wrappers::BroadcastStream;
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use twinscope_proto::iothub::{DeviceId, Identity, PropertyBag};
@@ -27,6 +28,7 @@ use twinscope_proto::iothub::{DeviceId, Identity, PropertyBag};
 use crate::guard::Exposure;
 use crate::hub::{ErrorCode, FaultOp, ServiceError};
 use crate::net::{now_ms, serve_websocket, Shared};
+use crate::store::EventRecord;
 
 /// Settings the HTTP layer needs beyond the hub.
 #[derive(Clone, Default)]
@@ -571,41 +573,117 @@ struct EventsQuery {
     limit: Option<u32>,
 }
 
+/// The most events one `GET /devhub/events` answers with; page on with `after`.
+const MAX_PAGE: u32 = 1000;
+/// Events read per hold of the hub lock.
+const READ_CHUNK: u32 = 100;
+
+/// Reads stored events after `after`, `READ_CHUNK` at a time, taking the hub lock once per
+/// chunk rather than for the whole answer.
+fn read_events(
+    shared: &Shared,
+    device: Option<&str>,
+    mut after: i64,
+    limit: u32,
+) -> Result<Vec<EventRecord>, ServiceError> {
+    let mut out = Vec::new();
+    while (out.len() as u32) < limit {
+        let want = READ_CHUNK.min(limit - out.len() as u32);
+        let chunk = shared.read_hub(|h| h.store().events(device, after, want))?;
+        let done = (chunk.len() as u32) < want;
+        if let Some(last) = chunk.last() {
+            after = last.seq;
+        }
+        out.extend(chunk);
+        if done {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// `GET /devhub/events?device=ID&after=SEQ&limit=N`: stored telemetry, oldest first, at
+/// most 1000 a page (the default is 1000).
 async fn events(
     _: Authorized,
     State(s): State<AppState>,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult {
-    let list = s
-        .shared
-        .read_hub(|h| {
-            h.store().events(
-                q.device.as_deref(),
-                q.after,
-                q.limit.unwrap_or(1000).min(10_000),
-            )
-        })
-        .map_err(ServiceError::from)?;
+    let limit = q.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+    let list = read_events(&s.shared, q.device.as_deref(), q.after, limit)?;
     Ok(Json(list).into_response())
 }
 
+/// `GET /devhub/events/stream`: server-sent events, one per stored message (`id` is its
+/// sequence number). A client that reconnects with `Last-Event-ID` (as EventSource does)
+/// first gets what was stored after that id, from the store. A client that falls so far
+/// behind that the live feed overtakes it gets an event named `lagged` whose data says how
+/// many it missed (`{"missed": N}`; fetch them from `/devhub/events?after=...`), instead of
+/// silently losing them.
 async fn events_stream(
     _: Authorized,
     State(s): State<AppState>,
+    headers: HeaderMap,
     Query(q): Query<EventsQuery>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
+    let shared = s.shared.clone();
     let device = q.device;
-    let stream = BroadcastStream::new(s.shared.events()).filter_map(move |ev| {
-        let ev = ev.ok()?;
-        if device.as_deref().is_some_and(|d| d != ev.device_id) {
-            return None;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    tokio::spawn(async move {
+        // Subscribe before replaying, so nothing stored meanwhile falls between the two.
+        let mut live = shared.events();
+        let wanted = |ev: &EventRecord| device.as_deref().is_none_or(|d| d == ev.device_id);
+        let as_event = |ev: &EventRecord| {
+            Event::default()
+                .id(ev.seq.to_string())
+                .json_data(ev)
+                .unwrap_or_default()
+        };
+        let mut last = resume.unwrap_or(i64::MAX);
+        if let Some(mut after) = resume {
+            loop {
+                let Ok(page) = read_events(&shared, device.as_deref(), after, READ_CHUNK) else {
+                    return;
+                };
+                let Some(end) = page.last().map(|e| e.seq) else {
+                    break;
+                };
+                for ev in &page {
+                    if tx.send(as_event(ev)).await.is_err() {
+                        return;
+                    }
+                }
+                after = end;
+                last = end;
+            }
         }
-        Some(Ok(Event::default()
-            .id(ev.seq.to_string())
-            .json_data(&ev)
-            .unwrap_or_default()))
+        loop {
+            match live.recv().await {
+                Ok(ev) => {
+                    if (resume.is_some() && ev.seq <= last) || !wanted(&ev) {
+                        continue;
+                    }
+                    if tx.send(as_event(&ev)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    let ev = Event::default()
+                        .event("lagged")
+                        .data(json!({"missed": missed}).to_string());
+                    if tx.send(ev).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Sse::new(ReceiverStream::new(rx).map(Ok)).keep_alive(KeepAlive::default())
 }
 
 #[derive(Deserialize)]

@@ -9,7 +9,7 @@ use twinscope_devhub::guard::{is_loopback, Exposure};
 use twinscope_devhub::http::{router, HttpConfig};
 use twinscope_devhub::hub::{generate_key, Hub, HubConfig};
 use twinscope_devhub::net::{now_ms, ticker, Limits, Shared};
-use twinscope_devhub::store::Store;
+use twinscope_devhub::store::{Retention, Store};
 use twinscope_devhub::tls;
 use twinscope_proto::iothub::{sas, DeviceId, Identity, SymmetricKey};
 
@@ -92,6 +92,12 @@ struct ServeArgs {
     /// requests naming any other host are refused (repeatable).
     #[arg(long = "allow-host", value_name = "NAME")]
     allow_hosts: Vec<String>,
+    /// Telemetry messages kept per device (the oldest are dropped first).
+    #[arg(long, default_value_t = Retention::default().per_device)]
+    keep_events_per_device: u32,
+    /// Telemetry messages kept in all (the oldest are dropped first).
+    #[arg(long, default_value_t = Retention::default().total)]
+    keep_events: u32,
     /// Device connections at once (WebSocket and MQTT/TLS); more are refused and logged.
     #[arg(long, default_value_t = 1000)]
     max_connections: usize,
@@ -145,7 +151,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let path = args.data.clone().unwrap_or_else(default_data);
         (Store::open(&path), path.display().to_string())
     };
-    let store = store.map_err(|e| format!("cannot open the store ({where_}): {e}"))?;
+    let mut store = store.map_err(|e| format!("cannot open the store ({where_}): {e}"))?;
+    store.set_retention(Retention {
+        per_device: args.keep_events_per_device.max(1),
+        total: args.keep_events.max(1),
+    });
     let owner_key = match (
         &args.owner_key,
         store.setting("owner_key").map_err(|e| e.to_string())?,

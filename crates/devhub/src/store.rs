@@ -88,7 +88,32 @@ pub struct EventRecord {
 /// The SQLite store.
 pub struct Store {
     db: Connection,
+    retention: Retention,
+    /// Messages stored per device since its last per-device prune.
+    since_prune: std::cell::RefCell<std::collections::HashMap<String, u32>>,
 }
+
+/// How much telemetry is kept: the oldest is dropped first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Messages kept per device (checked every [`PRUNE_EVERY`] messages of that device,
+    /// so a device may briefly hold up to `PRUNE_EVERY - 1` more).
+    pub per_device: u32,
+    /// Messages kept in all (by sequence number, so never more than this).
+    pub total: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            per_device: 10_000,
+            total: 100_000,
+        }
+    }
+}
+
+/// A device's old messages are pruned once per this many of its new ones.
+pub const PRUNE_EVERY: u32 = 64;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -146,7 +171,11 @@ impl Store {
     fn init(db: Connection) -> Result<Store, StoreError> {
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch(SCHEMA)?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            retention: Retention::default(),
+            since_prune: Default::default(),
+        })
     }
 
     /// A setting.
@@ -461,7 +490,39 @@ impl Store {
             "INSERT INTO events (device_id, module_id, properties, body, enqueued_time) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![device, module, properties.to_string(), body, enqueued_time],
         )?;
-        Ok(self.db.last_insert_rowid())
+        let seq = self.db.last_insert_rowid();
+        // Retention. In all: sequence numbers only grow, so keeping the newest `total`
+        // numbers is one indexed range delete.
+        self.db.execute(
+            "DELETE FROM events WHERE seq <= ?1",
+            [seq - i64::from(self.retention.total)],
+        )?;
+        // Per device: every PRUNE_EVERY of its messages, drop all but its newest.
+        let due = {
+            let mut counts = self.since_prune.borrow_mut();
+            let n = counts.entry(device.to_string()).or_insert(0);
+            *n += 1;
+            if *n >= PRUNE_EVERY {
+                *n = 0;
+                true
+            } else {
+                false
+            }
+        };
+        if due {
+            self.db.execute(
+                "DELETE FROM events WHERE device_id = ?1 AND seq <= (
+                     SELECT seq FROM events WHERE device_id = ?1
+                     ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+                params![device, self.retention.per_device],
+            )?;
+        }
+        Ok(seq)
+    }
+
+    /// Sets how much telemetry is kept (applied from the next message on).
+    pub fn set_retention(&mut self, r: Retention) {
+        self.retention = r;
     }
 
     /// Telemetry after `after` (optionally of one device), oldest first, at most `limit`.

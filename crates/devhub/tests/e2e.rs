@@ -466,3 +466,131 @@ async fn the_delay_fault_delays_a_refusal_and_its_close_in_order() {
     assert!(t.elapsed() >= std::time::Duration::from_millis(300));
     assert_eq!(d.recv().await, None);
 }
+
+/// Reads server-sent events until `done` says so; returns (event name, id, data) triples.
+async fn read_sse(
+    stream: &mut reqwest::Response,
+    mut done: impl FnMut(&[(String, String, String)]) -> bool,
+) -> Vec<(String, String, String)> {
+    let mut text = String::new();
+    let mut events = Vec::new();
+    while !done(&events) {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), stream.chunk())
+            .await
+            .expect("events in time")
+            .unwrap()
+            .expect("stream open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let (mut name, mut id, mut data) =
+                ("message".to_string(), String::new(), String::new());
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = v.trim().into();
+                } else if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().into();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim());
+                }
+            }
+            if !data.is_empty() {
+                events.push((name, id, data));
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn events_page_resume_with_last_event_id_and_report_lag() {
+    let hub = start(&[], None);
+    let http = reqwest::Client::new();
+    let (mut dev, _) = Device::connect(&hub, "d1", true).await;
+    // 1,100 messages (QoS 0), then a QoS 1 one to know all are stored.
+    for i in 0..1100 {
+        dev.send(publish(
+            "devices/d1/messages/events/",
+            format!("{i}").as_bytes(),
+            QosPid::AtMostOnce,
+        ))
+        .await;
+    }
+    dev.send(publish(
+        "devices/d1/messages/events/",
+        b"last",
+        QosPid::AtLeastOnce(PacketId::new(1).unwrap()),
+    ))
+    .await;
+    assert_eq!(
+        dev.recv().await,
+        Some(Packet::PubAck(PacketId::new(1).unwrap()))
+    );
+
+    // Pages hold at most 1000; `after` pages on.
+    let page = |after: i64| {
+        http.get(hub.url(&format!(
+            "/devhub/events?device=d1&limit=5000&after={after}"
+        )))
+        .header("Authorization", hub.auth())
+        .send()
+    };
+    let first: Value = page(0).await.unwrap().json().await.unwrap();
+    assert_eq!(first.as_array().unwrap().len(), 1000);
+    let last_seq = first[999]["seq"].as_i64().unwrap();
+    let rest: Value = page(last_seq).await.unwrap().json().await.unwrap();
+    assert_eq!(rest.as_array().unwrap().len(), 101);
+    assert_eq!(rest[100]["body"], "last");
+
+    // Resuming with Last-Event-ID replays what was stored after it, from the store.
+    let resume_after = rest[97]["seq"].as_i64().unwrap();
+    let mut stream = http
+        .get(hub.url("/devhub/events/stream?device=d1"))
+        .header("Authorization", hub.auth())
+        .header("Last-Event-ID", resume_after.to_string())
+        .send()
+        .await
+        .unwrap();
+    let got = read_sse(&mut stream, |e| e.len() >= 3).await;
+    let bodies: Vec<Value> = got
+        .iter()
+        .map(|(_, _, d)| serde_json::from_str::<Value>(d).unwrap()["body"].clone())
+        .collect();
+    assert_eq!(bodies, vec![json!("1098"), json!("1099"), json!("last")]);
+    assert_eq!(got[0].1, (resume_after + 1).to_string());
+
+    // A client that stops reading while thousands of messages arrive is told how many it
+    // missed, not left to guess.
+    let mut slow = http
+        .get(hub.url("/devhub/events/stream"))
+        .header("Authorization", hub.auth())
+        .send()
+        .await
+        .unwrap();
+    let body = vec![b'x'; 2000];
+    for _ in 0..20_000 {
+        dev.send(publish(
+            "devices/d1/messages/events/",
+            &body,
+            QosPid::AtMostOnce,
+        ))
+        .await;
+    }
+    dev.send(publish(
+        "devices/d1/messages/events/",
+        b"end",
+        QosPid::AtLeastOnce(PacketId::new(2).unwrap()),
+    ))
+    .await;
+    assert_eq!(
+        dev.recv().await,
+        Some(Packet::PubAck(PacketId::new(2).unwrap()))
+    );
+    let got = read_sse(&mut slow, |e| e.iter().any(|(n, _, _)| n == "lagged")).await;
+    let (_, _, data) = got.iter().find(|(n, _, _)| n == "lagged").unwrap();
+    let missed = serde_json::from_str::<Value>(data).unwrap()["missed"]
+        .as_u64()
+        .unwrap();
+    assert!(missed > 0);
+    println!("a stalled event-stream client was told it missed {missed} events");
+}

@@ -867,3 +867,40 @@ fn tags_are_limited_and_method_names_must_fit_a_topic() {
     }
     assert!(h.invoke_method("d1", None, "reboot", &json!({})).is_ok());
 }
+
+#[test]
+fn stored_telemetry_is_bounded_per_device_and_in_all_oldest_first() {
+    use twinscope_devhub::store::{Retention, PRUNE_EVERY};
+    let mut store = Store::in_memory().unwrap();
+    store.set_retention(Retention {
+        per_device: 100,
+        total: 250,
+    });
+    let props = json!({});
+    for i in 0..1000 {
+        store
+            .add_event("d1", None, &props, format!("{i}").as_bytes(), "t")
+            .unwrap();
+    }
+    let d1 = store.events(Some("d1"), 0, 10_000).unwrap();
+    assert!(
+        (100..100 + PRUNE_EVERY as usize).contains(&d1.len()),
+        "{}",
+        d1.len()
+    );
+    assert_eq!(
+        d1.last().unwrap().body.as_deref(),
+        Some("999"),
+        "the newest are kept"
+    );
+    for i in 0..300 {
+        store
+            .add_event("d2", None, &props, format!("{i}").as_bytes(), "t")
+            .unwrap();
+    }
+    let all = store.events(None, 0, 10_000).unwrap();
+    assert!(all.len() <= 250, "{}", all.len());
+    assert_eq!(all.last().unwrap().body.as_deref(), Some("299"));
+    // d2 pushed d1's remaining messages out of the total bound: oldest first.
+    assert!(store.events(Some("d1"), 0, 10_000).unwrap().is_empty());
+}
