@@ -135,7 +135,7 @@ impl Pair {
                     // Sometimes the network fails right after CONNACK, before the device's
                     // SUBSCRIBE reaches the hub; for even seeds, on the very first
                     // connection (when the hub has no session with subscriptions yet).
-                    let very_first = self.reconnects == 1 && self.seed % 2 == 0;
+                    let very_first = self.reconnects == 1 && self.seed.is_multiple_of(2);
                     if first && (very_first || self.rng.gen_bool(0.05)) {
                         self.drop_connection();
                     }
