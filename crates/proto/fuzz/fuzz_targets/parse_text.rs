@@ -8,8 +8,12 @@ use twinscope_proto::iothub::{
 };
 
 fuzz_target!(|data: &[u8]| {
-    let Some((which, rest)) = data.split_first() else { return };
-    let Ok(s) = std::str::from_utf8(rest) else { return };
+    let Some((which, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(s) = std::str::from_utf8(rest) else {
+        return;
+    };
     match which % 6 {
         0 => {
             if let Ok(cs) = ConnectionString::parse(s) {
@@ -25,13 +29,19 @@ fuzz_target!(|data: &[u8]| {
         2 => {
             if let Ok(t) = Topic::parse(s) {
                 for p in [SysPrefix::Literal, SysPrefix::Encoded] {
-                    assert_eq!(Topic::parse(&t.to_topic(p)).expect("written topic parses"), t);
+                    assert_eq!(
+                        Topic::parse(&t.to_topic(p)).expect("written topic parses"),
+                        t
+                    );
                 }
             }
         }
         3 => {
             if let Ok(b) = PropertyBag::parse(s) {
-                assert_eq!(PropertyBag::parse(&b.encode(SysPrefix::Encoded)).unwrap(), b);
+                assert_eq!(
+                    PropertyBag::parse(&b.encode(SysPrefix::Encoded)).unwrap(),
+                    b
+                );
                 let _ = b.validate_d2c();
             }
         }
