@@ -447,6 +447,38 @@ fn log_end(shared: &Shared, id: ConnId, why: &str) {
     }
 }
 
+/// Writes one gathered batch of `n` bytes with `write`, unless the connection is ended
+/// meanwhile or the device takes no bytes for the write timeout. False: end the connection.
+async fn write_guarded(
+    shared: &Shared,
+    id: ConnId,
+    conn: &Conn,
+    n: usize,
+    write: impl std::future::Future<Output = bool>,
+) -> bool {
+    let ok = tokio::select! {
+        ok = write => ok,
+        _ = conn.kill.notified() => false,
+        _ = tokio::time::sleep(shared.limits.write_timeout) => {
+            log_end(shared, id, "does not read what devhub sends (write timeout)");
+            false
+        }
+    };
+    conn.written(n);
+    ok
+}
+
+/// Hands one batch of the decoded backlog to the hub, then lets other tasks run. False:
+/// end the connection (malformed bytes or a protocol violation, logged).
+async fn process_batch(shared: &Shared, inbound: &mut Inbound) -> bool {
+    if let Err(why) = inbound.process(shared) {
+        log_end(shared, inbound.id, &why);
+        return false;
+    }
+    tokio::task::yield_now().await;
+    true
+}
+
 // Both connection loops below have one shape: writes first (what the hub already said goes
 // out before more is read), then the decoded backlog a batch at a time (yielding between
 // batches so that one flood cannot hold a worker thread), and only then new input, so a
@@ -467,28 +499,17 @@ where
             biased;
             out = conn.next() => match out {
                 Some(b) => {
-                    let kill = conn.kill.clone();
-                    let ok = tokio::select! {
-                        r = wr.write_all(&b) => r.is_ok(),
-                        _ = kill.notified() => false,
-                        _ = tokio::time::sleep(shared.limits.write_timeout) => {
-                            log_end(&shared, id, "does not read what devhub sends (write timeout)");
-                            false
-                        }
-                    };
-                    conn.written(b.len());
-                    if !ok {
+                    let n = b.len();
+                    if !write_guarded(&shared, id, &conn, n, async { wr.write_all(&b).await.is_ok() }).await {
                         break;
                     }
                 }
                 None => break,
             },
             _ = std::future::ready(()), if inbound.more => {
-                if let Err(why) = inbound.process(&shared) {
-                    log_end(&shared, id, &why);
+                if !process_batch(&shared, &mut inbound).await {
                     break;
                 }
-                tokio::task::yield_now().await;
             }
             _ = tokio::time::sleep_until(connect_by), if !inbound.connected => {
                 log_end(&shared, id, "no CONNECT within the connect timeout");
@@ -523,28 +544,17 @@ pub async fn serve_websocket(
             out = conn.next() => match out {
                 Some(b) => {
                     let n = b.len();
-                    let kill = conn.kill.clone();
-                    let ok = tokio::select! {
-                        r = tx_ws.send(Message::Binary(b.into())) => r.is_ok(),
-                        _ = kill.notified() => false,
-                        _ = tokio::time::sleep(shared.limits.write_timeout) => {
-                            log_end(&shared, id, "does not read what devhub sends (write timeout)");
-                            false
-                        }
-                    };
-                    conn.written(n);
-                    if !ok {
+                    let write = async { tx_ws.send(Message::Binary(b.into())).await.is_ok() };
+                    if !write_guarded(&shared, id, &conn, n, write).await {
                         break;
                     }
                 }
                 None => break,
             },
             _ = std::future::ready(()), if inbound.more => {
-                if let Err(why) = inbound.process(&shared) {
-                    log_end(&shared, id, &why);
+                if !process_batch(&shared, &mut inbound).await {
                     break;
                 }
-                tokio::task::yield_now().await;
             }
             _ = tokio::time::sleep_until(connect_by), if !inbound.connected => {
                 log_end(&shared, id, "no CONNECT within the connect timeout");

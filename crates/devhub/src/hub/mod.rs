@@ -22,8 +22,8 @@ use twinscope_proto::iothub::{
     Topic, Username, MAX_C2D_MESSAGE_BYTES, MAX_D2C_MESSAGE_BYTES, MAX_METHOD_PAYLOAD_BYTES,
 };
 use twinscope_proto::mqtt::{
-    validate_topic_filter, ConnAck, Connect, ConnectReturnCode, LastWill, Packet, PacketId,
-    Publish, QoS, QosPid, SubAck, SubAckCode, Subscribe, MAX_STRING_BYTES,
+    topic_matches, validate_topic_filter, ConnAck, Connect, ConnectReturnCode, LastWill, Packet,
+    PacketId, Publish, QoS, QosPid, SubAck, SubAckCode, Subscribe, MAX_STRING_BYTES,
 };
 
 mod error;
@@ -132,25 +132,6 @@ impl Conn {
             .filter(|(f, _)| topic_matches(f, topic))
             .map(|(_, q)| *q)
             .max()
-    }
-}
-
-/// MQTT topic matching (§4.7), including the rule that `#` and `+` at the first level do
-/// not match topics starting with `$`.
-pub fn topic_matches(filter: &str, topic: &str) -> bool {
-    if topic.starts_with('$') && (filter.starts_with('#') || filter.starts_with('+')) {
-        return false;
-    }
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
-    loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
     }
 }
 
@@ -700,7 +681,7 @@ impl Hub {
             .twin(id.device.as_str(), id.module.as_ref().map(ModuleId::as_str))
         {
             Ok(Some(t)) => {
-                let body = json!({"desired": t.desired.to_json(false), "reported": t.reported.to_json(false)});
+                let body = twin::get_body(&t.desired, &t.reported);
                 let topic = Topic::TwinResponse {
                     status: 200,
                     rid: rid.to_string(),

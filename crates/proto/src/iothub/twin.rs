@@ -404,11 +404,17 @@ impl TwinDocument {
 
     /// The GET response body: top-level desired and reported, no metadata.
     pub fn to_json(&self) -> Value {
-        serde_json::json!({
-            "desired": self.desired.to_json(false),
-            "reported": self.reported.to_json(false),
-        })
+        get_body(&self.desired, &self.reported)
     }
+}
+
+/// The twin GET response body the hub sends a device: desired and reported with their
+/// `$version`, no `$metadata`.
+pub fn get_body(desired: &TwinSection, reported: &TwinSection) -> Value {
+    serde_json::json!({
+        "desired": desired.to_json(false),
+        "reported": reported.to_json(false),
+    })
 }
 
 /// The error body the hub sends with a failed twin or method operation.

@@ -27,7 +27,7 @@ pub use connect::{Connect, LastWill};
 pub use publish::{Publish, QosPid};
 pub use suback::{SubAck, SubAckCode};
 pub use subscribe::{Subscribe, SubscribeFilter};
-pub use topic::{validate_topic_filter, validate_topic_name};
+pub use topic::{topic_matches, validate_topic_filter, validate_topic_name};
 pub use unsubscribe::Unsubscribe;
 
 /// Quality of service (MQTT 3.1.1 §4.3). The wire value 3 is not representable.

@@ -37,9 +37,59 @@ pub fn validate_topic_filter(filter: &str) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// Whether `topic` matches `filter` (§4.7): `+` matches one level, `#` the rest (the
+/// parent level included), and filters starting with a wildcard do not match topics
+/// starting with `$` (MQTT-4.7.2-1).
+pub fn topic_matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && (filter.starts_with('#') || filter.starts_with('+')) {
+        return false;
+    }
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matching() {
+        for (f, t) in [
+            ("#", "a/b"),
+            ("a/#", "a"),
+            ("a/#", "a/b/c"),
+            ("a/+/c", "a/b/c"),
+            ("+/+", "/x"),
+            ("$iothub/twin/res/#", "$iothub/twin/res/200/?$rid=1"),
+            (
+                "devices/d1/messages/devicebound/#",
+                "devices/d1/messages/devicebound/%24.mid=1",
+            ),
+        ] {
+            assert!(topic_matches(f, t), "{f} {t}");
+        }
+        for (f, t) in [
+            ("#", "$iothub/methods/POST/x"),
+            ("+/methods/#", "$iothub/methods/POST/x"),
+            ("a/+", "a/b/c"),
+            ("a/b", "a"),
+            (
+                "devices/d1/messages/devicebound/#",
+                "devices/d2/messages/devicebound/x",
+            ),
+        ] {
+            assert!(!topic_matches(f, t), "{f} {t}");
+        }
+    }
 
     #[test]
     fn topic_names() {
