@@ -1,0 +1,85 @@
+//! Fault injection: fail the next operations with a chosen error, delay every answer, drop
+//! connections now or at random.
+
+use super::*;
+
+/// Operations that faults can fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultOp {
+    /// Twin GET and reported PATCH from devices.
+    Twin,
+    /// Direct-method invocations from the service.
+    Method,
+    /// Device telemetry.
+    Telemetry,
+}
+
+#[derive(Default)]
+pub(super) struct Faults {
+    pub(super) fail: HashMap<FaultOp, (u32, ErrorCode)>,
+    pub(super) delay_ms: u64,
+    pub(super) drop_rate: f64,
+    pub(super) rng: Option<StdRng>,
+}
+
+impl Faults {
+    /// Consumes one failure for `op`, returning its error code.
+    pub(super) fn take(&mut self, op: FaultOp) -> Option<ErrorCode> {
+        let (left, status) = self.fail.get_mut(&op)?;
+        let s = *status;
+        *left -= 1;
+        if *left == 0 {
+            self.fail.remove(&op);
+        }
+        Some(s)
+    }
+}
+
+impl Hub {
+    /// The delay to apply before sending answers (fault injection).
+    pub fn answer_delay_ms(&self) -> u64 {
+        self.faults.delay_ms
+    }
+
+    /// Drops a device's (and its modules') connections now.
+    pub fn drop_device(&mut self, device: &str, now_ms: u64) -> Vec<Action> {
+        let conns: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.identity.device.as_str() == device)
+            .map(|(k, _)| *k)
+            .collect();
+        let mut out = Vec::new();
+        for conn in conns {
+            out.extend(self.close_with(conn, "fault injection: connection dropped", now_ms));
+        }
+        out
+    }
+
+    /// Sets faults: fail the next `count` operations of `op` with `code`.
+    pub fn fail_next(&mut self, op: FaultOp, count: u32, code: ErrorCode) {
+        if count == 0 {
+            self.faults.fail.remove(&op);
+        } else {
+            self.faults.fail.insert(op, (count, code));
+        }
+    }
+
+    /// Delays every answer by `ms`.
+    pub fn set_delay(&mut self, ms: u64) {
+        self.faults.delay_ms = ms;
+    }
+
+    /// Drops connections at random: each incoming packet closes its connection with
+    /// probability `rate`, drawn from a generator seeded with `seed`.
+    pub fn set_drop_rate(&mut self, rate: f64, seed: u64) {
+        self.faults.drop_rate = rate.clamp(0.0, 1.0);
+        self.faults.rng = Some(StdRng::seed_from_u64(seed));
+    }
+
+    /// Clears every fault.
+    pub fn clear_faults(&mut self) {
+        self.faults = Faults::default();
+    }
+}

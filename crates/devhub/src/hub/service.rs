@@ -1,0 +1,462 @@
+//! The service side of the hub: identities, twins, direct methods and C2D messages as the
+//! service REST API asks for them, as typed operations on records; `http.rs` turns them
+//! into the wire format.
+
+use super::*;
+
+impl Hub {
+    /// Creates or updates an identity from the REST body. `if_match` is the request's
+    /// If-Match header (`*` or an etag) for updates.
+    pub fn put_identity(
+        &mut self,
+        device: &str,
+        module: Option<&str>,
+        body: &Value,
+        if_match: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(Value, Vec<Action>), ServiceError> {
+        let id = parse_identity(device, module)?;
+        let existing = self.store.identity(device, module)?;
+        if let (Some(e), Some(m)) = (&existing, if_match) {
+            if m != "*" && m.trim_matches('"') != etag(e.etag) {
+                return Err(ServiceError::new(
+                    ErrorCode::PreconditionFailed,
+                    "etag does not match (If-Match)",
+                ));
+            }
+        }
+        if existing.is_some() && if_match.is_none() {
+            return Err(ServiceError::new(
+                ErrorCode::DeviceAlreadyExists,
+                format!("{id} already exists"),
+            ));
+        }
+        let sym = &body["authentication"]["symmetricKey"];
+        let key = |name: &str, old: Option<&String>| -> Result<String, ServiceError> {
+            match sym[name].as_str().filter(|s| !s.is_empty()) {
+                Some(k) => {
+                    SymmetricKey::from_base64(k).map_err(|_| {
+                        ServiceError::new(
+                            ErrorCode::ArgumentInvalid,
+                            format!("{name} is not valid base64"),
+                        )
+                    })?;
+                    Ok(k.to_string())
+                }
+                None => Ok(old.cloned().unwrap_or_else(generate_key)),
+            }
+        };
+        let status = match body["status"].as_str() {
+            None => existing
+                .as_ref()
+                .map_or("enabled".to_string(), |e| e.status.clone()),
+            Some(s @ ("enabled" | "disabled")) => s.to_string(),
+            Some(other) => {
+                return Err(ServiceError::new(
+                    ErrorCode::ArgumentInvalid,
+                    format!("status {other:?} must be enabled or disabled"),
+                ))
+            }
+        };
+        let rec = IdentityRecord {
+            device_id: device.to_string(),
+            module_id: module.map(str::to_string),
+            primary_key: key("primaryKey", existing.as_ref().map(|e| &e.primary_key))?,
+            secondary_key: key("secondaryKey", existing.as_ref().map(|e| &e.secondary_key))?,
+            status,
+            generation_id: existing.as_ref().map_or_else(
+                || format!("{}", 638_000_000_000_000_000u64 + now_ms),
+                |e| e.generation_id.clone(),
+            ),
+            etag: existing.as_ref().map_or(1, |e| e.etag + 1),
+            created_ms: existing.as_ref().map_or(now_ms, |e| e.created_ms),
+        };
+        if module.is_some() && self.store.identity(device, None)?.is_none() {
+            return Err(ServiceError::new(
+                ErrorCode::DeviceNotFound,
+                format!("device {device} does not exist"),
+            ));
+        }
+        let twin = TwinRecord {
+            tags: json!({}),
+            desired: TwinSection::new(&iso(now_ms)),
+            reported: TwinSection::new(&iso(now_ms)),
+            version: 1,
+        };
+        self.store.put_identity(&rec, &twin)?;
+        let mut out = Vec::new();
+        if rec.status == "disabled" {
+            // A disabled identity is disconnected at once; a disabled device takes its
+            // modules' connections with it (they cannot connect while it is disabled).
+            for conn in self.conns_of(&id) {
+                out.extend(self.close_with(conn, &format!("{id} was disabled"), now_ms));
+            }
+        }
+        Ok((self.identity_json(&rec), out))
+    }
+
+    /// The connections of `id`; for a device, its modules' connections too.
+    pub(super) fn conns_of(&self, id: &Identity) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| {
+                c.identity == *id || (id.module.is_none() && c.identity.device == id.device)
+            })
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// The REST view of an identity, or the hub's 400/404 answer.
+    pub fn identity_of(&self, device: &str, module: Option<&str>) -> Result<Value, ServiceError> {
+        let id = parse_identity(device, module)?;
+        let rec = self
+            .store
+            .identity(device, module)?
+            .ok_or_else(|| not_found(&id))?;
+        Ok(self.identity_json(&rec))
+    }
+
+    /// An identity as the REST API shows it.
+    pub fn identity_json(&self, r: &IdentityRecord) -> Value {
+        let client = match &r.module_id {
+            Some(m) => format!("{}/{m}", r.device_id),
+            None => r.device_id.clone(),
+        };
+        let connected = self.by_client.contains_key(&client);
+        let mut v = json!({
+            "deviceId": r.device_id,
+            "generationId": r.generation_id,
+            "etag": etag(r.etag),
+            "connectionState": if connected { "Connected" } else { "Disconnected" },
+            "status": r.status,
+            "statusReason": null,
+            "connectionStateUpdatedTime": "0001-01-01T00:00:00Z",
+            "statusUpdatedTime": "0001-01-01T00:00:00Z",
+            "lastActivityTime": "0001-01-01T00:00:00Z",
+            "cloudToDeviceMessageCount": 0,
+            "authentication": {
+                "symmetricKey": {"primaryKey": r.primary_key, "secondaryKey": r.secondary_key},
+                "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
+                "type": "sas"
+            },
+            "capabilities": {"iotEdge": false},
+        });
+        if let Some(m) = &r.module_id {
+            v["moduleId"] = json!(m);
+            v["managedBy"] = Value::Null;
+        }
+        v
+    }
+
+    /// Deletes an identity (and closes its connection).
+    pub fn delete_identity(
+        &mut self,
+        device: &str,
+        module: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Vec<Action>, ServiceError> {
+        let id = parse_identity(device, module)?;
+        if !self.store.delete_identity(device, module)? {
+            return Err(not_found(&id));
+        }
+        let mut out = Vec::new();
+        for conn in self.conns_of(&id) {
+            out.extend(self.close_with(conn, "identity deleted", now_ms));
+        }
+        Ok(out)
+    }
+
+    /// The twin as the service sees it.
+    pub fn twin_json(&self, device: &str, module: Option<&str>) -> Result<Value, ServiceError> {
+        let id = parse_identity(device, module)?;
+        let rec = self
+            .store
+            .identity(device, module)?
+            .ok_or_else(|| not_found(&id))?;
+        let t = self
+            .store
+            .twin(device, module)?
+            .ok_or_else(|| not_found(&id))?;
+        let connected = self.is_connected(&id);
+        let mut v = json!({
+            "deviceId": device,
+            "etag": etag(t.version),
+            "deviceEtag": etag(rec.etag),
+            "status": rec.status,
+            "statusUpdateTime": "0001-01-01T00:00:00Z",
+            "connectionState": if connected { "Connected" } else { "Disconnected" },
+            "lastActivityTime": "0001-01-01T00:00:00Z",
+            "cloudToDeviceMessageCount": 0,
+            "authenticationType": "sas",
+            "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
+            "version": t.version,
+            "tags": t.tags,
+            "properties": {"desired": t.desired.to_json(true), "reported": t.reported.to_json(true)},
+            "capabilities": {"iotEdge": false},
+        });
+        if let Some(m) = module {
+            v["moduleId"] = json!(m);
+        }
+        Ok(v)
+    }
+
+    /// PATCH (merge) or PUT (replace) of tags and desired properties. Connected devices
+    /// subscribed to desired updates get the change.
+    pub fn update_twin(
+        &mut self,
+        device: &str,
+        module: Option<&str>,
+        body: &Value,
+        replace: bool,
+        if_match: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(Value, Vec<Action>), ServiceError> {
+        let id = parse_identity(device, module)?;
+        let mut t = self
+            .store
+            .twin(device, module)?
+            .ok_or_else(|| not_found(&id))?;
+        if let Some(m) = if_match {
+            if m != "*" && m.trim_matches('"') != etag(t.version) {
+                return Err(ServiceError::new(
+                    ErrorCode::PreconditionFailed,
+                    "twin etag does not match (If-Match)",
+                ));
+            }
+        }
+        let bad = |e: TwinError| ServiceError::new(ErrorCode::ArgumentInvalid, e.to_string());
+        if let Some(tags) = body.get("tags").filter(|v| !v.is_null()) {
+            let tags_obj = tags.as_object().ok_or_else(|| {
+                ServiceError::new(ErrorCode::ArgumentInvalid, "tags must be an object")
+            })?;
+            twinscope_proto::iothub::twin::validate_patch(tags).map_err(bad)?;
+            let mut next = if replace {
+                tags_obj.clone()
+            } else {
+                t.tags.as_object().cloned().unwrap_or_default()
+            };
+            if !replace {
+                twinscope_proto::iothub::twin::merge_patch(&mut next, tags_obj);
+            }
+            let size = twin::section_size(&next);
+            if size > twin::MAX_TAGS_BYTES {
+                return Err(bad(TwinError::TooLarge {
+                    section: "tags",
+                    size,
+                }));
+            }
+            t.tags = Value::Object(next);
+        }
+        let mut pushed = None;
+        if let Some(desired) = body
+            .get("properties")
+            .and_then(|p| p.get("desired"))
+            .filter(|v| !v.is_null())
+        {
+            // `$version` and `$metadata` in the request are the caller's copy: ignore them.
+            let clean: Map<String, Value> = desired
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter(|(k, _)| !k.starts_with('$'))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let clean = Value::Object(clean);
+            let version = if replace {
+                t.desired.replace(&clean, &iso(now_ms), "desired", true)
+            } else {
+                t.desired.apply_patch(&clean, &iso(now_ms), "desired", true)
+            }
+            .map_err(bad)?;
+            let mut notification = if replace {
+                t.desired.properties.clone()
+            } else {
+                clean.as_object().cloned().unwrap_or_default()
+            };
+            notification.insert("$version".into(), json!(version));
+            pushed = Some((version, Value::Object(notification)));
+        }
+        t.version += 1;
+        self.store.put_twin(device, module, &t)?;
+        let mut out = Vec::new();
+        if let Some((version, body)) = pushed {
+            if let Some(&conn) = self.by_client.get(&id.client_id()) {
+                let topic = Topic::TwinDesired {
+                    version: Some(version),
+                }
+                .to_topic(SysPrefix::Encoded);
+                if self.conns[&conn].granted(&topic).is_some() {
+                    out.push(self.reply(
+                        conn,
+                        Topic::TwinDesired {
+                            version: Some(version),
+                        },
+                        body.to_string().into_bytes(),
+                    ));
+                }
+            }
+        }
+        Ok((self.twin_json(device, module)?, out))
+    }
+
+    /// Starts a direct-method call. Errors with 404103 when the device is not connected
+    /// and subscribed to methods. The result arrives as [`Action::MethodResult`]; the
+    /// caller enforces the response timeout and then calls [`Hub::cancel_method`].
+    pub fn invoke_method(
+        &mut self,
+        device: &str,
+        module: Option<&str>,
+        name: &str,
+        payload: &Value,
+    ) -> Result<(u64, Vec<Action>), ServiceError> {
+        let id = parse_identity(device, module)?;
+        self.store
+            .identity(device, module)?
+            .ok_or_else(|| not_found(&id))?;
+        // The name travels in the request's MQTT topic: no topic separators or wildcards,
+        // no control characters (MQTT strings cannot hold U+0000), and a topic MQTT can carry.
+        let request_topic = Topic::MethodRequest {
+            name: name.to_string(),
+            rid: format!("{:x}", u64::MAX),
+        }
+        .to_topic(SysPrefix::Encoded);
+        if name.is_empty()
+            || name.contains(['/', '?', '#', '+'])
+            || name.chars().any(char::is_control)
+            || request_topic.len() > MAX_STRING_BYTES
+        {
+            return Err(ServiceError::new(
+                ErrorCode::ArgumentInvalid,
+                format!(
+                    "method name {:?} is not valid: it must be non-empty, without / ? # + or control characters, and short enough for an MQTT topic",
+                    name.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
+        let body = serde_json::to_vec(payload).unwrap_or_default();
+        if body.len() > MAX_METHOD_PAYLOAD_BYTES {
+            return Err(ServiceError::new(
+                ErrorCode::MessageTooLarge,
+                "method payload exceeds 128 KB",
+            ));
+        }
+        if let Some(code) = self.faults.take(FaultOp::Method) {
+            return Err(ServiceError::new(code, "fault injection"));
+        }
+        let offline = || {
+            ServiceError::new(
+                ErrorCode::DeviceNotOnline,
+                format!("{id} is not online (connected and subscribed to methods)"),
+            )
+        };
+        let conn = *self.by_client.get(&id.client_id()).ok_or_else(offline)?;
+        let call = self.next_call;
+        self.next_call += 1;
+        let rid = format!("{call:x}");
+        let topic = Topic::MethodRequest {
+            name: name.to_string(),
+            rid: rid.clone(),
+        };
+        if self.conns[&conn]
+            .granted(&topic.to_topic(SysPrefix::Encoded))
+            .is_none()
+        {
+            return Err(offline());
+        }
+        self.calls.insert(call, PendingCall { conn, rid });
+        let action = self.reply(conn, topic, body);
+        Ok((call, vec![action]))
+    }
+
+    /// Forgets a call whose caller stopped waiting (timeout).
+    pub fn cancel_method(&mut self, call: u64) {
+        self.calls.remove(&call);
+    }
+
+    /// Queues a C2D message. `sys` and `app` become the property bag.
+    pub fn send_c2d(
+        &mut self,
+        device: &str,
+        body: &[u8],
+        mut props: PropertyBag,
+        ttl_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Result<(String, Vec<Action>), ServiceError> {
+        let id = parse_identity(device, None)?;
+        self.store
+            .identity(device, None)?
+            .ok_or_else(|| not_found(&id))?;
+        if body.len() + props.counted_size() > MAX_C2D_MESSAGE_BYTES {
+            return Err(ServiceError::new(
+                ErrorCode::MessageTooLarge,
+                "C2D message exceeds 64 KB",
+            ));
+        }
+        let queue = self.store.c2d_queue(device, now_ms)?;
+        if queue.len() >= MAX_C2D_QUEUE {
+            return Err(ServiceError::new(ErrorCode::DeviceMaximumQueueDepthExceeded,
+                format!("{device} already has {MAX_C2D_QUEUE} messages queued; it must receive some first"),
+            ));
+        }
+        let mid = props.system.message_id.clone().unwrap_or_else(|| {
+            let r: u128 = rand::thread_rng().gen();
+            format!("{r:032x}")
+        });
+        props.system.message_id = Some(mid.clone());
+        props.system.to = Some(format!("/devices/{device}/messages/devicebound"));
+        if props.system.ack.is_none() {
+            props.system.ack = Some("none".into());
+        }
+        let expiry = now_ms.saturating_add(ttl_ms.unwrap_or(self.cfg.c2d_ttl_ms));
+        let bag = props.encode(SysPrefix::Encoded);
+        // A message whose topic MQTT cannot carry would never be delivered and would block
+        // the queue behind it: refuse it now.
+        let topic_len = c2d_topic(&id.device, &bag).len();
+        if topic_len > MAX_STRING_BYTES {
+            return Err(ServiceError::new(
+                ErrorCode::ArgumentInvalid,
+                format!(
+                    "the message's properties make a {topic_len}-byte MQTT topic once percent-encoded; MQTT allows at most 65535: send fewer or shorter properties"
+                ),
+            ));
+        }
+        self.store.enqueue_c2d(device, &bag, body, expiry)?;
+        let mut out = Vec::new();
+        if let Some(&conn) = self.by_client.get(id.device.as_str()) {
+            out.extend(self.deliver_c2d(conn, now_ms));
+        }
+        Ok((mid, out))
+    }
+
+    /// Checks a service SAS token (`Authorization` header): iothubowner policy, this hub,
+    /// not expired, signed with the owner key.
+    pub fn check_service_token(
+        &self,
+        header: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(), ServiceError> {
+        let unauthorized = |why: String| ServiceError::new(ErrorCode::IotHubUnauthorized, why);
+        let h = header.ok_or_else(|| {
+            unauthorized("Authorization header is missing: send an iothubowner SAS token".into())
+        })?;
+        let t = SasToken::parse(h).map_err(|e| unauthorized(e.to_string()))?;
+        t.check_expiry(now_ms / 1000)
+            .map_err(|e| unauthorized(e.to_string()))?;
+        t.check_resource(&self.cfg.hub_name)
+            .map_err(|e| unauthorized(e.to_string()))?;
+        if t.policy.as_deref() != Some("iothubowner") {
+            return Err(unauthorized(
+                "token must be signed for the iothubowner policy".into(),
+            ));
+        }
+        t.verify_signature(&self.cfg.owner_key)
+            .map_err(|e| unauthorized(e.to_string()))
+    }
+
+    /// Parses a connection string's key for tests and tools.
+    pub fn parse_connection_string(s: &str) -> Option<ConnectionString> {
+        ConnectionString::parse(s).ok()
+    }
+}
