@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use futures_util::Stream;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -28,6 +29,7 @@ use twinscope_proto::iothub::{DeviceId, Identity, PropertyBag};
 use crate::guard::Exposure;
 use crate::hub::{ErrorCode, FaultOp, ServiceError};
 use crate::net::{now_ms, serve_websocket, Shared};
+use crate::rest::{C2dAccepted, IdentityRequest, MethodInvocation, MethodResult, TwinUpdate};
 use crate::store::EventRecord;
 
 /// Settings the HTTP layer needs beyond the hub.
@@ -226,12 +228,18 @@ fn if_match(h: &HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
-fn json_body(body: &Bytes) -> Result<Value, ApiError> {
+/// A request body as its REST type (an empty body is the type's default), or the hub's
+/// 400 saying what is wrong with it.
+fn parse_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
     if body.is_empty() {
-        return Ok(json!({}));
+        return Ok(T::default());
     }
-    serde_json::from_slice(body)
-        .map_err(|e| bad_request(format!("request body is not valid JSON: {e}")))
+    parse_required(body)
+}
+
+/// A request body that must be there.
+fn parse_required<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("request body is not valid: {e}")))
 }
 
 async fn websocket(
@@ -284,7 +292,9 @@ async fn list_devices(_: Authorized, State(s): State<AppState>) -> ApiResult {
     let v = s.shared.read_hub(|h| -> Result<Value, ServiceError> {
         let list = h.store().devices()?;
         Ok(Value::Array(
-            list.iter().map(|r| h.identity_json(r)).collect(),
+            list.iter()
+                .map(|r| serde_json::to_value(h.identity_view(r)).unwrap_or_default())
+                .collect(),
         ))
     })?;
     Ok(Json(v).into_response())
@@ -298,7 +308,9 @@ async fn list_modules(
     let v = s.shared.read_hub(|h| -> Result<Value, ServiceError> {
         let list = h.store().modules(&id)?;
         Ok(Value::Array(
-            list.iter().map(|r| h.identity_json(r)).collect(),
+            list.iter()
+                .map(|r| serde_json::to_value(h.identity_view(r)).unwrap_or_default())
+                .collect(),
         ))
     })?;
     Ok(Json(v).into_response())
@@ -319,7 +331,7 @@ async fn put_identity(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    let body = json_body(&body)?;
+    let body: IdentityRequest = parse_body(&body)?;
     let im = if_match(&headers);
     let v = s.shared.with_hub(|h| {
         match h.put_identity(&t.id, t.mid.as_deref(), &body, im.as_deref(), now_ms()) {
@@ -360,7 +372,7 @@ async fn delete_identity(
 async fn get_twin(_: Authorized, State(s): State<AppState>, Path(t): Path<Target>) -> ApiResult {
     Ok(Json(
         s.shared
-            .read_hub(|h| h.twin_json(&t.id, t.mid.as_deref()))?,
+            .read_hub(|h| h.twin_view(&t.id, t.mid.as_deref()))?,
     )
     .into_response())
 }
@@ -394,7 +406,7 @@ fn update_twin(
     body: Bytes,
     replace: bool,
 ) -> ApiResult {
-    let body = json_body(&body)?;
+    let body: TwinUpdate = parse_body(&body)?;
     let im = if_match(&headers);
     let v = s.shared.with_hub(|h| {
         match h.update_twin(
@@ -421,22 +433,19 @@ async fn invoke_method(
     body: Bytes,
 ) -> ApiResult {
     let (device, module) = (t.id.as_str(), t.mid.as_deref());
-    let body = json_body(&body)?;
-    let name = body["methodName"]
-        .as_str()
-        .ok_or_else(|| bad_request("methodName is required"))?
-        .to_string();
-    let response_timeout = body["responseTimeoutInSeconds"].as_u64().unwrap_or(30);
+    let req: MethodInvocation = parse_required(&body)?;
+    let name = req.method_name;
+    let response_timeout = req.response_timeout_in_seconds.unwrap_or(30);
     if !(5..=300).contains(&response_timeout) {
         return Err(bad_request(
             "responseTimeoutInSeconds must be between 5 and 300",
         ));
     }
-    let connect_timeout = body["connectTimeoutInSeconds"].as_u64().unwrap_or(0);
+    let connect_timeout = req.connect_timeout_in_seconds.unwrap_or(0);
     if connect_timeout > 300 {
         return Err(bad_request("connectTimeoutInSeconds must be at most 300"));
     }
-    let payload = body.get("payload").cloned().unwrap_or(Value::Null);
+    let payload = req.payload;
     let connect_deadline = tokio::time::Instant::now() + Duration::from_secs(connect_timeout);
     let (call, rx) = loop {
         // Register the waiter under the hub lock's shadow: the request is dispatched only
@@ -459,9 +468,7 @@ async fn invoke_method(
         }
     };
     match tokio::time::timeout(Duration::from_secs(response_timeout), rx).await {
-        Ok(Ok((status, payload))) => {
-            Ok(Json(json!({"status": status, "payload": payload})).into_response())
-        }
+        Ok(Ok((status, payload))) => Ok(Json(MethodResult { status, payload }).into_response()),
         _ => {
             s.shared.forget_call(call);
             s.shared.with_hub(|h| {
@@ -532,7 +539,7 @@ async fn send_c2d(
             Ok((mid, actions)) => (Ok(mid), actions),
             Err(e) => (Err(e), Vec::new()),
         })?;
-    Ok(Json(json!({"messageId": mid})).into_response())
+    Ok(Json(C2dAccepted { message_id: mid }).into_response())
 }
 
 // ------------------------------------------------------------------ devhub's own

@@ -7,5 +7,6 @@ pub mod guard;
 pub mod http;
 pub mod hub;
 pub mod net;
+pub mod rest;
 pub mod store;
 pub mod tls;

@@ -9,6 +9,7 @@ use twinscope_devhub::guard::{is_loopback, Exposure};
 use twinscope_devhub::http::{router, HttpConfig};
 use twinscope_devhub::hub::{generate_key, Hub, HubConfig};
 use twinscope_devhub::net::{now_ms, ticker, Limits, Shared};
+use twinscope_devhub::rest::{AuthenticationRequest, IdentityRequest, SymmetricKeys};
 use twinscope_devhub::store::{Retention, Store};
 use twinscope_devhub::tls;
 use twinscope_proto::iothub::{sas, DeviceId, Identity, SymmetricKey};
@@ -199,12 +200,17 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .is_some();
         if !exists || key.is_some() {
-            let mut body = serde_json::json!({});
-            if let Some(k) = key {
-                body = serde_json::json!({"authentication": {"symmetricKey": {"primaryKey": k}}});
-            }
+            let req = IdentityRequest {
+                status: None,
+                authentication: Some(AuthenticationRequest {
+                    symmetric_key: Some(SymmetricKeys {
+                        primary_key: key.clone(),
+                        secondary_key: None,
+                    }),
+                }),
+            };
             let if_match = exists.then_some("*");
-            hub.put_identity(id, None, &body, if_match, now)
+            hub.put_identity(id, None, &req, if_match, now)
                 .map_err(|e| format!("--device {id}: {}", e.message))?;
         }
     }

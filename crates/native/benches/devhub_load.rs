@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use twinscope_devhub::http::{router, HttpConfig};
 use twinscope_devhub::hub::{Hub, HubConfig};
 use twinscope_devhub::net::{ticker, Shared};
@@ -37,7 +36,7 @@ fn main() {
         };
         let mut hub = Hub::new(cfg, Store::in_memory().unwrap());
         for d in 0..devices {
-            hub.put_identity(&format!("load-{d}"), None, &json!({}), None, now_ms()).unwrap();
+            hub.put_identity(&format!("load-{d}"), None, &Default::default(), None, now_ms()).unwrap();
         }
         let shared = Shared::new(hub, false);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use twinscope_devhub::http::{router, HttpConfig};
 use twinscope_devhub::hub::{Hub, HubConfig};
 use twinscope_devhub::net::{ticker, Shared};
@@ -19,7 +18,7 @@ async fn devhub() -> (String, std::sync::Arc<Shared>) {
         c2d_lock_ms: 60_000,
     };
     let mut hub = Hub::new(cfg, Store::in_memory().unwrap());
-    hub.put_identity("native-1", None, &json!({}), None, now_ms())
+    hub.put_identity("native-1", None, &Default::default(), None, now_ms())
         .unwrap();
     let shared = Shared::new(hub, false);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

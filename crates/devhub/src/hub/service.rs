@@ -3,6 +3,26 @@
 //! into the wire format.
 
 use super::*;
+use crate::rest::{
+    AuthenticationView, Capabilities, IdentityRequest, IdentityStatus, IdentityView, SymmetricKeys,
+    TwinPropertiesView, TwinUpdate, TwinView, X509Thumbprint, NEVER,
+};
+
+fn connection_state(connected: bool) -> &'static str {
+    if connected {
+        "Connected"
+    } else {
+        "Disconnected"
+    }
+}
+
+fn status_of(r: &IdentityRecord) -> IdentityStatus {
+    if r.status == "disabled" {
+        IdentityStatus::Disabled
+    } else {
+        IdentityStatus::Enabled
+    }
+}
 
 impl Hub {
     /// Creates or updates an identity from the REST body. `if_match` is the request's
@@ -11,10 +31,10 @@ impl Hub {
         &mut self,
         device: &str,
         module: Option<&str>,
-        body: &Value,
+        req: &IdentityRequest,
         if_match: Option<&str>,
         now_ms: u64,
-    ) -> Result<(Value, Vec<Action>), ServiceError> {
+    ) -> Result<(IdentityView, Vec<Action>), ServiceError> {
         let id = parse_identity(device, module)?;
         let existing = self.store.identity(device, module)?;
         if let (Some(e), Some(m)) = (&existing, if_match) {
@@ -31,38 +51,47 @@ impl Hub {
                 format!("{id} already exists"),
             ));
         }
-        let sym = &body["authentication"]["symmetricKey"];
-        let key = |name: &str, old: Option<&String>| -> Result<String, ServiceError> {
-            match sym[name].as_str().filter(|s| !s.is_empty()) {
+        let given = req
+            .authentication
+            .as_ref()
+            .and_then(|a| a.symmetric_key.clone())
+            .unwrap_or_default();
+        let key = |name: &str,
+                   given: Option<String>,
+                   old: Option<&String>|
+         -> Result<String, ServiceError> {
+            match given.filter(|s| !s.is_empty()) {
                 Some(k) => {
-                    SymmetricKey::from_base64(k).map_err(|_| {
+                    SymmetricKey::from_base64(&k).map_err(|_| {
                         ServiceError::new(
                             ErrorCode::ArgumentInvalid,
                             format!("{name} is not valid base64"),
                         )
                     })?;
-                    Ok(k.to_string())
+                    Ok(k)
                 }
                 None => Ok(old.cloned().unwrap_or_else(generate_key)),
             }
         };
-        let status = match body["status"].as_str() {
+        let status = match req.status {
+            Some(s) => s.as_str().to_string(),
             None => existing
                 .as_ref()
                 .map_or("enabled".to_string(), |e| e.status.clone()),
-            Some(s @ ("enabled" | "disabled")) => s.to_string(),
-            Some(other) => {
-                return Err(ServiceError::new(
-                    ErrorCode::ArgumentInvalid,
-                    format!("status {other:?} must be enabled or disabled"),
-                ))
-            }
         };
         let rec = IdentityRecord {
             device_id: device.to_string(),
             module_id: module.map(str::to_string),
-            primary_key: key("primaryKey", existing.as_ref().map(|e| &e.primary_key))?,
-            secondary_key: key("secondaryKey", existing.as_ref().map(|e| &e.secondary_key))?,
+            primary_key: key(
+                "primaryKey",
+                given.primary_key,
+                existing.as_ref().map(|e| &e.primary_key),
+            )?,
+            secondary_key: key(
+                "secondaryKey",
+                given.secondary_key,
+                existing.as_ref().map(|e| &e.secondary_key),
+            )?,
             status,
             generation_id: existing.as_ref().map_or_else(
                 || format!("{}", 638_000_000_000_000_000u64 + now_ms),
@@ -92,7 +121,7 @@ impl Hub {
                 out.extend(self.close_with(conn, &format!("{id} was disabled"), now_ms));
             }
         }
-        Ok((self.identity_json(&rec), out))
+        Ok((self.identity_view(&rec), out))
     }
 
     /// The connections of `id`; for a device, its modules' connections too.
@@ -107,45 +136,47 @@ impl Hub {
     }
 
     /// The REST view of an identity, or the hub's 400/404 answer.
-    pub fn identity_of(&self, device: &str, module: Option<&str>) -> Result<Value, ServiceError> {
+    pub fn identity_of(
+        &self,
+        device: &str,
+        module: Option<&str>,
+    ) -> Result<IdentityView, ServiceError> {
         let id = parse_identity(device, module)?;
         let rec = self
             .store
             .identity(device, module)?
             .ok_or_else(|| not_found(&id))?;
-        Ok(self.identity_json(&rec))
+        Ok(self.identity_view(&rec))
     }
 
     /// An identity as the REST API shows it.
-    pub fn identity_json(&self, r: &IdentityRecord) -> Value {
+    pub fn identity_view(&self, r: &IdentityRecord) -> IdentityView {
         let client = match &r.module_id {
             Some(m) => format!("{}/{m}", r.device_id),
             None => r.device_id.clone(),
         };
-        let connected = self.by_client.contains_key(&client);
-        let mut v = json!({
-            "deviceId": r.device_id,
-            "generationId": r.generation_id,
-            "etag": etag(r.etag),
-            "connectionState": if connected { "Connected" } else { "Disconnected" },
-            "status": r.status,
-            "statusReason": null,
-            "connectionStateUpdatedTime": "0001-01-01T00:00:00Z",
-            "statusUpdatedTime": "0001-01-01T00:00:00Z",
-            "lastActivityTime": "0001-01-01T00:00:00Z",
-            "cloudToDeviceMessageCount": 0,
-            "authentication": {
-                "symmetricKey": {"primaryKey": r.primary_key, "secondaryKey": r.secondary_key},
-                "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
-                "type": "sas"
+        IdentityView {
+            device_id: r.device_id.clone(),
+            module_id: r.module_id.clone(),
+            generation_id: r.generation_id.clone(),
+            etag: etag(r.etag),
+            connection_state: connection_state(self.by_client.contains_key(&client)),
+            status: status_of(r),
+            status_reason: None,
+            connection_state_updated_time: NEVER,
+            status_updated_time: NEVER,
+            last_activity_time: NEVER,
+            cloud_to_device_message_count: 0,
+            authentication: AuthenticationView {
+                symmetric_key: SymmetricKeys {
+                    primary_key: Some(r.primary_key.clone()),
+                    secondary_key: Some(r.secondary_key.clone()),
+                },
+                x509_thumbprint: X509Thumbprint::default(),
+                kind: "sas",
             },
-            "capabilities": {"iotEdge": false},
-        });
-        if let Some(m) = &r.module_id {
-            v["moduleId"] = json!(m);
-            v["managedBy"] = Value::Null;
+            capabilities: Capabilities::default(),
         }
-        v
     }
 
     /// Deletes an identity (and closes its connection).
@@ -167,7 +198,7 @@ impl Hub {
     }
 
     /// The twin as the service sees it.
-    pub fn twin_json(&self, device: &str, module: Option<&str>) -> Result<Value, ServiceError> {
+    pub fn twin_view(&self, device: &str, module: Option<&str>) -> Result<TwinView, ServiceError> {
         let id = parse_identity(device, module)?;
         let rec = self
             .store
@@ -177,27 +208,26 @@ impl Hub {
             .store
             .twin(device, module)?
             .ok_or_else(|| not_found(&id))?;
-        let connected = self.is_connected(&id);
-        let mut v = json!({
-            "deviceId": device,
-            "etag": etag(t.version),
-            "deviceEtag": etag(rec.etag),
-            "status": rec.status,
-            "statusUpdateTime": "0001-01-01T00:00:00Z",
-            "connectionState": if connected { "Connected" } else { "Disconnected" },
-            "lastActivityTime": "0001-01-01T00:00:00Z",
-            "cloudToDeviceMessageCount": 0,
-            "authenticationType": "sas",
-            "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
-            "version": t.version,
-            "tags": t.tags,
-            "properties": {"desired": t.desired.to_json(true), "reported": t.reported.to_json(true)},
-            "capabilities": {"iotEdge": false},
-        });
-        if let Some(m) = module {
-            v["moduleId"] = json!(m);
-        }
-        Ok(v)
+        Ok(TwinView {
+            device_id: device.to_string(),
+            module_id: module.map(str::to_string),
+            etag: etag(t.version),
+            device_etag: etag(rec.etag),
+            status: status_of(&rec),
+            status_update_time: NEVER,
+            connection_state: connection_state(self.is_connected(&id)),
+            last_activity_time: NEVER,
+            cloud_to_device_message_count: 0,
+            authentication_type: "sas",
+            x509_thumbprint: X509Thumbprint::default(),
+            version: t.version,
+            tags: t.tags,
+            properties: TwinPropertiesView {
+                desired: t.desired.to_json(true),
+                reported: t.reported.to_json(true),
+            },
+            capabilities: Capabilities::default(),
+        })
     }
 
     /// PATCH (merge) or PUT (replace) of tags and desired properties. Connected devices
@@ -206,11 +236,11 @@ impl Hub {
         &mut self,
         device: &str,
         module: Option<&str>,
-        body: &Value,
+        update: &TwinUpdate,
         replace: bool,
         if_match: Option<&str>,
         now_ms: u64,
-    ) -> Result<(Value, Vec<Action>), ServiceError> {
+    ) -> Result<(TwinView, Vec<Action>), ServiceError> {
         let id = parse_identity(device, module)?;
         let mut t = self
             .store
@@ -225,18 +255,16 @@ impl Hub {
             }
         }
         let bad = |e: TwinError| ServiceError::new(ErrorCode::ArgumentInvalid, e.to_string());
-        if let Some(tags) = body.get("tags").filter(|v| !v.is_null()) {
-            let tags_obj = tags.as_object().ok_or_else(|| {
-                ServiceError::new(ErrorCode::ArgumentInvalid, "tags must be an object")
-            })?;
-            twinscope_proto::iothub::twin::validate_patch(tags).map_err(bad)?;
+        if let Some(tags_obj) = &update.tags {
+            let tags = Value::Object(tags_obj.clone());
+            twin::validate_patch(&tags).map_err(bad)?;
             let mut next = if replace {
                 tags_obj.clone()
             } else {
                 t.tags.as_object().cloned().unwrap_or_default()
             };
             if !replace {
-                twinscope_proto::iothub::twin::merge_patch(&mut next, tags_obj);
+                twin::merge_patch(&mut next, tags_obj);
             }
             let size = twin::section_size(&next);
             if size > twin::MAX_TAGS_BYTES {
@@ -248,21 +276,13 @@ impl Hub {
             t.tags = Value::Object(next);
         }
         let mut pushed = None;
-        if let Some(desired) = body
-            .get("properties")
-            .and_then(|p| p.get("desired"))
-            .filter(|v| !v.is_null())
-        {
+        if let Some(desired) = update.properties.as_ref().and_then(|p| p.desired.as_ref()) {
             // `$version` and `$metadata` in the request are the caller's copy: ignore them.
             let clean: Map<String, Value> = desired
-                .as_object()
-                .map(|o| {
-                    o.iter()
-                        .filter(|(k, _)| !k.starts_with('$'))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
-                })
-                .unwrap_or_default();
+                .iter()
+                .filter(|(k, _)| !k.starts_with('$'))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             let clean = Value::Object(clean);
             let version = if replace {
                 t.desired.replace(&clean, &iso(now_ms), "desired", true)
@@ -298,7 +318,7 @@ impl Hub {
                 }
             }
         }
-        Ok((self.twin_json(device, module)?, out))
+        Ok((self.twin_view(device, module)?, out))
     }
 
     /// Starts a direct-method call. Errors with 404103 when the device is not connected

@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
         .put_identity(
             "d1",
             None,
-            &json!({"authentication": {"symmetricKey": {"primaryKey": "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="}}}),
+            &serde_json::from_value(json!({"authentication": {"symmetricKey": {"primaryKey": "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="}}})).unwrap(),
             None,
             now,
         )
@@ -91,7 +91,7 @@ fuzz_target!(|data: &[u8]| {
             if let Ok((_, out)) = hub.update_twin(
                 "d1",
                 None,
-                &json!({"properties": {"desired": {"n": n}}}),
+                &twin_update(json!({"properties": {"desired": {"n": n}}})),
                 false,
                 None,
                 now,
@@ -105,3 +105,7 @@ fuzz_target!(|data: &[u8]| {
     }
     check(&hub.closed(1, false, now));
 });
+
+fn twin_update(v: serde_json::Value) -> twinscope_devhub::rest::TwinUpdate {
+    serde_json::from_value(v).unwrap()
+}
