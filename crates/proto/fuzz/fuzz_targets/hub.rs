@@ -49,8 +49,10 @@ fuzz_target!(|data: &[u8]| {
         )
         .unwrap();
     let key = SymmetricKey::from_base64(
-        v["authentication"]["symmetricKey"]["primaryKey"]
-            .as_str()
+        v.authentication
+            .symmetric_key
+            .primary_key
+            .as_deref()
             .unwrap(),
     )
     .unwrap();
