@@ -18,8 +18,22 @@
 //!    `respond_method`, `disconnect`, `supply_token`).
 //!
 //! Time is milliseconds since 1970 (or any monotonic origin), passed in.
+//!
+//! The session is split where its invariants live: `timers.rs` (every deadline computed in
+//! one place), `outbox.rs` (queue, in-flight window, packet ids, DUP resend) and `twin.rs`
+//! (pending twin requests, the desired version, gap refetch); this file holds the
+//! connection itself and routes what the hub sends.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+
+mod outbox;
+mod timers;
+mod twin;
+
+pub use timers::MAX_KEEP_ALIVE_S;
+
+use outbox::Outbox;
+use twin::TwinRequests;
 
 use serde_json::Value;
 
@@ -299,54 +313,6 @@ pub enum SendError {
     BadToken(String),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TwinOp {
-    Get,
-    Patch,
-}
-
-struct Pending {
-    request: RequestId,
-    op: TwinOp,
-    deadline: u64,
-}
-
-/// The longest keep-alive worth asking for: the hub waits 1.5× the keep-alive, capped at
-/// 1767 s, so a longer one would have the hub drop an idle device before it pings.
-pub const MAX_KEEP_ALIVE_S: u16 = 1177;
-
-/// How long to wait for PINGRESP (at most; shorter when the keep-alive is shorter).
-const PING_TIMEOUT_MS: u64 = 30_000;
-
-/// The session's timers; [`DeviceSession::deadline`] computes each one's deadline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Timer {
-    /// Ask for a new token (at the renewal fraction of the current one's life).
-    TokenRenewal,
-    /// The oldest twin request's answer is overdue.
-    TwinRequest,
-    /// Open the transport again (backoff).
-    Reconnect,
-    /// CONNACK is overdue.
-    Connack,
-    /// PINGRESP is overdue: the connection is dead.
-    PingTimeout,
-    /// Nothing was sent for a keep-alive period: send PINGREQ.
-    KeepAlive,
-}
-
-impl Timer {
-    /// In the order they fire when due together.
-    const ALL: [Timer; 6] = [
-        Timer::TokenRenewal,
-        Timer::TwinRequest,
-        Timer::Reconnect,
-        Timer::Connack,
-        Timer::PingTimeout,
-        Timer::KeepAlive,
-    ];
-}
-
 /// The device session.
 pub struct DeviceSession {
     cfg: SessionConfig,
@@ -360,14 +326,8 @@ pub struct DeviceSession {
     rx: Vec<u8>,
     transmit: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
-    next_pid: u16,
-    next_msg: MessageId,
-    next_request: RequestId,
-    next_rid: u64,
-    inflight: BTreeMap<PacketId, (MessageId, Publish)>,
-    queue: VecDeque<(MessageId, Telemetry)>,
-    twin: HashMap<String, Pending>,
-    desired_version: Option<u64>,
+    outbox: Outbox,
+    twin: TwinRequests,
     suback: Option<PacketId>,
     last_sent: u64,
     ping_sent: Option<u64>,
@@ -375,8 +335,6 @@ pub struct DeviceSession {
     attempt: u32,
     rng: u64,
 }
-
-const RID_PREFIX: &str = "ts";
 
 impl DeviceSession {
     /// A session that is disconnected.
@@ -398,14 +356,8 @@ impl DeviceSession {
             rx: Vec::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
-            next_pid: 1,
-            next_msg: 1,
-            next_request: 1,
-            next_rid: 1,
-            inflight: BTreeMap::new(),
-            queue: VecDeque::new(),
-            twin: HashMap::new(),
-            desired_version: None,
+            outbox: Outbox::new(),
+            twin: TwinRequests::new(),
             suback: None,
             last_sent: 0,
             ping_sent: None,
@@ -432,17 +384,17 @@ impl DeviceSession {
 
     /// QoS 1 messages sent and not yet acknowledged.
     pub fn inflight(&self) -> usize {
-        self.inflight.len()
+        self.outbox.inflight_len()
     }
 
     /// Messages waiting to be sent.
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.outbox.queued_len()
     }
 
     /// The desired version the session knows.
     pub fn desired_version(&self) -> Option<u64> {
-        self.desired_version
+        self.twin.desired_version()
     }
 
     /// Next bytes to write to the transport.
@@ -453,49 +405,6 @@ impl DeviceSession {
     /// Next event for the caller.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
-    }
-
-    /// When to call `handle_timeout` next: the earliest deadline of the timer table.
-    pub fn poll_timeout(&self) -> Option<u64> {
-        Timer::ALL.iter().filter_map(|t| self.deadline(*t)).min()
-    }
-
-    /// The keep-alive the session asks for in CONNECT and keeps to, in ms: the configured
-    /// value capped at 1177 s (the hub waits 1.5× that, and at most 1767 s).
-    fn keep_alive_ms(&self) -> u64 {
-        u64::from(self.cfg.keep_alive_s.min(MAX_KEEP_ALIVE_S)) * 1000
-    }
-
-    /// The one place each timer's deadline is computed (ms), or `None` when it is not
-    /// running. `poll_timeout` takes the earliest; `handle_timeout` fires the ones due, so
-    /// the two cannot disagree.
-    fn deadline(&self, timer: Timer) -> Option<u64> {
-        match (timer, self.state) {
-            (Timer::Reconnect, State::Reconnecting { retry_at, .. }) => Some(retry_at),
-            (Timer::Connack, State::Connecting) => self.connack_deadline,
-            (Timer::KeepAlive, State::Connected) => {
-                let ka = self.keep_alive_ms();
-                (ka > 0 && self.ping_sent.is_none()).then_some(self.last_sent + ka)
-            }
-            (Timer::PingTimeout, State::Connected) => {
-                let ka = self.keep_alive_ms();
-                (ka > 0)
-                    .then_some(self.ping_sent)
-                    .flatten()
-                    .map(|sent| sent + ka.min(PING_TIMEOUT_MS))
-            }
-            (Timer::TwinRequest, _) => self.twin.values().map(|p| p.deadline).min(),
-            (Timer::TokenRenewal, _) => {
-                let (_, issued, expiry) = self.token.as_ref()?;
-                (self.want_connected && !self.token_asked)
-                    .then(|| self.renew_time(*issued, *expiry))
-            }
-            _ => None,
-        }
-    }
-
-    fn renew_time(&self, issued: u64, expiry: u64) -> u64 {
-        issued + ((expiry.saturating_sub(issued)) as f64 * self.cfg.renew_at) as u64
     }
 
     fn set_state(&mut self, s: State) {
@@ -519,16 +428,6 @@ impl DeviceSession {
             Err(e) => self
                 .events
                 .push_back(Event::Error(format!("could not encode {}: {e}", p.name()))),
-        }
-    }
-
-    fn take_pid(&mut self) -> PacketId {
-        loop {
-            let pid = PacketId::new(self.next_pid).unwrap_or(PacketId::new(1).expect("1 is valid"));
-            self.next_pid = pid.next().get();
-            if !self.inflight.contains_key(&pid) && self.suback != Some(pid) {
-                return pid;
-            }
         }
     }
 
@@ -603,127 +502,6 @@ impl DeviceSession {
         self.fail_twin_requests("disconnected");
         self.connack_deadline = None;
         self.set_state(State::Disconnected);
-    }
-
-    /// Sends telemetry now, or queues it until connected (bounded).
-    pub fn publish_telemetry(&mut self, now: u64, t: Telemetry) -> Result<MessageId, SendError> {
-        let qos = t.qos.unwrap_or(self.cfg.default_qos);
-        if qos == QoS::ExactlyOnce {
-            return Err(SendError::QoS2);
-        }
-        t.props.validate_d2c()?;
-        let size = t.body.len() + t.props.counted_size();
-        if size > MAX_D2C_MESSAGE_BYTES {
-            return Err(SendError::TooLarge { size });
-        }
-        if self.queue.len() >= self.cfg.max_queued {
-            return Err(SendError::QueueFull(self.queue.len()));
-        }
-        let id = self.next_msg;
-        self.next_msg += 1;
-        self.queue.push_back((
-            id,
-            Telemetry {
-                qos: Some(qos),
-                ..t
-            },
-        ));
-        self.flush(now);
-        Ok(id)
-    }
-
-    /// Moves queued telemetry onto the wire while connected and the window allows.
-    fn flush(&mut self, now: u64) {
-        while self.state == State::Connected {
-            let Some((_, t)) = self.queue.front() else {
-                break;
-            };
-            let qos1 = t.qos == Some(QoS::AtLeastOnce);
-            if qos1 && self.inflight.len() >= self.cfg.max_inflight {
-                break;
-            }
-            let (id, t) = self.queue.pop_front().expect("front exists");
-            let topic = Topic::Telemetry {
-                identity: self.cfg.identity.clone(),
-                props: t.props,
-            }
-            .to_topic(SysPrefix::Literal);
-            let qospid = if qos1 {
-                QosPid::AtLeastOnce(self.take_pid())
-            } else {
-                QosPid::AtMostOnce
-            };
-            let p = Publish {
-                dup: false,
-                qospid,
-                retain: false,
-                topic,
-                payload: t.body,
-            };
-            if let QosPid::AtLeastOnce(pid) = qospid {
-                self.inflight.insert(pid, (id, p.clone()));
-            }
-            self.send(now, Packet::Publish(p));
-            self.events.push_back(Event::TelemetrySent(id));
-        }
-    }
-
-    fn twin_request(
-        &mut self,
-        now: u64,
-        op: TwinOp,
-        body: Vec<u8>,
-    ) -> Result<RequestId, SendError> {
-        if self.state != State::Connected {
-            return Err(SendError::NotConnected);
-        }
-        let request = self.next_request;
-        self.next_request += 1;
-        let rid = format!("{RID_PREFIX}{}", self.next_rid);
-        self.next_rid += 1;
-        let topic = match op {
-            TwinOp::Get => Topic::TwinGet { rid: rid.clone() },
-            TwinOp::Patch => Topic::TwinPatchReported { rid: rid.clone() },
-        };
-        self.twin.insert(
-            rid,
-            Pending {
-                request,
-                op,
-                deadline: now + self.cfg.request_timeout_ms,
-            },
-        );
-        let p = Publish {
-            dup: false,
-            qospid: QosPid::AtMostOnce,
-            retain: false,
-            topic: topic.to_topic(SysPrefix::Literal),
-            payload: body,
-        };
-        self.send(now, Packet::Publish(p));
-        Ok(request)
-    }
-
-    /// Asks for the full twin; the answer arrives as [`Event::Twin`].
-    pub fn get_twin(&mut self, now: u64) -> Result<RequestId, SendError> {
-        self.twin_request(now, TwinOp::Get, Vec::new())
-    }
-
-    /// Sends a reported-properties patch (a JSON object; `null` deletes); the answer
-    /// arrives as [`Event::ReportedPatched`].
-    pub fn patch_reported(&mut self, now: u64, patch: &Value) -> Result<RequestId, SendError> {
-        validate_patch(patch)?;
-        if let Some(o) = patch.as_object() {
-            let size = section_size(o);
-            if size > MAX_SECTION_BYTES {
-                return Err(TwinError::TooLarge {
-                    section: "reported",
-                    size,
-                }
-                .into());
-            }
-        }
-        self.twin_request(now, TwinOp::Patch, patch.to_string().into_bytes())
     }
 
     /// Answers a method call with a status and a JSON payload (`payload` may be empty).
@@ -841,86 +619,6 @@ impl DeviceSession {
         });
     }
 
-    /// Timers: reconnect, CONNACK timeout, keep-alive, request timeouts, token renewal.
-    /// Fires every timer of the table whose deadline is due.
-    pub fn handle_timeout(&mut self, now: u64) {
-        for timer in Timer::ALL {
-            if self.deadline(timer).is_some_and(|d| now >= d) {
-                self.fire(timer, now);
-            }
-        }
-    }
-
-    fn fire(&mut self, timer: Timer, now: u64) {
-        match timer {
-            Timer::TokenRenewal => {
-                self.token_asked = true;
-                self.events.push_back(Event::TokenNeeded);
-            }
-            Timer::TwinRequest => {
-                let expired: Vec<String> = self
-                    .twin
-                    .iter()
-                    .filter(|(_, p)| p.deadline <= now)
-                    .map(|(rid, _)| rid.clone())
-                    .collect();
-                for rid in expired {
-                    let p = self.twin.remove(&rid).expect("listed");
-                    self.twin_failed(
-                        p,
-                        RequestError {
-                            status: None,
-                            message: "no answer from the hub in time".into(),
-                        },
-                    );
-                }
-            }
-            Timer::Reconnect => self.open(now),
-            Timer::Connack => {
-                self.connack_deadline = None;
-                self.events
-                    .push_back(Event::Error("no CONNACK from the hub in time".into()));
-                self.events.push_back(Event::CloseTransport);
-            }
-            Timer::PingTimeout => {
-                self.events.push_back(Event::Error(
-                    "no PINGRESP from the hub: the connection is dead".into(),
-                ));
-                self.events.push_back(Event::CloseTransport);
-            }
-            Timer::KeepAlive => {
-                self.send(now, Packet::PingReq);
-                self.ping_sent = Some(now);
-            }
-        }
-    }
-
-    fn fail_twin_requests(&mut self, why: &str) {
-        let all: Vec<Pending> = self.twin.drain().map(|(_, p)| p).collect();
-        for p in all {
-            self.twin_failed(
-                p,
-                RequestError {
-                    status: None,
-                    message: why.to_string(),
-                },
-            );
-        }
-    }
-
-    fn twin_failed(&mut self, p: Pending, e: RequestError) {
-        self.events.push_back(match p.op {
-            TwinOp::Get => Event::Twin {
-                request: p.request,
-                result: Err(e),
-            },
-            TwinOp::Patch => Event::ReportedPatched {
-                request: p.request,
-                result: Err(e),
-            },
-        });
-    }
-
     fn packet(&mut self, now: u64, p: Packet) {
         match p {
             Packet::ConnAck(a) => self.connack(now, a),
@@ -934,7 +632,7 @@ impl DeviceSession {
                 }
             }
             Packet::PubAck(pid) => {
-                if let Some((id, _)) = self.inflight.remove(&pid) {
+                if let Some(id) = self.outbox.ack(pid) {
                     self.events.push_back(Event::TelemetryAcked(id));
                     self.flush(now);
                 }
@@ -995,29 +693,16 @@ impl DeviceSession {
                     qos: QoS::AtLeastOnce,
                 },
             );
-            let pkid = self.take_pid();
+            let pkid = self.outbox.take_pid(None);
             self.suback = Some(pkid);
             self.send(now, Packet::Subscribe(Subscribe { pkid, filters }));
         }
         // Unacknowledged QoS 1 telemetry goes again, marked DUP, in its original order.
-        let resend: Vec<Publish> = self
-            .inflight
-            .values()
-            .map(|(_, p)| Publish {
-                dup: true,
-                ..p.clone()
-            })
-            .collect();
-        for p in resend {
+        for p in self.outbox.resend() {
             self.send(now, Packet::Publish(p));
         }
         self.flush(now);
-        if let Ok(request) = self.twin_request(now, TwinOp::Get, Vec::new()) {
-            self.events.push_back(Event::TwinResync {
-                request,
-                reason: "connected",
-            });
-        }
+        self.resync_twin(now, "connected");
     }
 
     fn publish(&mut self, now: u64, p: Publish) {
@@ -1058,79 +743,6 @@ impl DeviceSession {
             Err(e) => self
                 .events
                 .push_back(Event::Error(format!("unreadable topic from the hub: {e}"))),
-        }
-    }
-
-    fn twin_response(&mut self, status: u16, rid: &str, version: Option<u64>, body: &[u8]) {
-        let Some(p) = self.twin.remove(rid) else {
-            return;
-        };
-        let error = |body: &[u8]| {
-            let message = serde_json::from_slice::<HubError>(body)
-                .map(|e| format!("{} ({})", e.message, e.error_code))
-                .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned());
-            RequestError {
-                status: Some(status),
-                message,
-            }
-        };
-        match (p.op, status) {
-            (TwinOp::Get, 200) => {
-                let result = TwinDocument::parse(body).map_err(|e| RequestError {
-                    status: Some(200),
-                    message: e.to_string(),
-                });
-                if let Ok(doc) = &result {
-                    self.desired_version = Some(doc.desired.version);
-                }
-                self.events.push_back(Event::Twin {
-                    request: p.request,
-                    result,
-                });
-            }
-            (TwinOp::Patch, 200..=299) => {
-                let result = version.ok_or(RequestError {
-                    status: Some(status),
-                    message: "no $version in the answer".into(),
-                });
-                self.events.push_back(Event::ReportedPatched {
-                    request: p.request,
-                    result,
-                });
-            }
-            _ => self.twin_failed(p, error(body)),
-        }
-    }
-
-    fn desired(&mut self, now: u64, version: Option<u64>, body: &[u8]) {
-        let patch: Value = match serde_json::from_slice(body) {
-            Ok(v) => v,
-            Err(e) => {
-                self.events
-                    .push_back(Event::Error(format!("desired update is not JSON: {e}")));
-                return;
-            }
-        };
-        let Some(version) = version.or_else(|| patch.get("$version").and_then(Value::as_u64))
-        else {
-            self.events
-                .push_back(Event::Error("desired update without $version".into()));
-            return;
-        };
-        let known = self.desired_version;
-        if known.is_some_and(|k| version <= k) {
-            return; // Not newer than what we have: already applied.
-        }
-        self.desired_version = Some(version);
-        self.events
-            .push_back(Event::DesiredUpdate { version, patch });
-        if known.is_some_and(|k| version > k + 1) {
-            if let Ok(request) = self.twin_request(now, TwinOp::Get, Vec::new()) {
-                self.events.push_back(Event::TwinResync {
-                    request,
-                    reason: "version gap",
-                });
-            }
         }
     }
 }
