@@ -200,6 +200,12 @@ async fn every_error_has_the_hubs_json_shape() {
             "GenericRequestEntityTooLarge",
         ),
         (
+            http.get(hub.url("/devices/%FF%FE"))
+                .header("Authorization", hub.auth()),
+            400,
+            "ArgumentInvalid",
+        ),
+        (
             http.get(hub.url("/$iothub/websocket")),
             400,
             "ArgumentInvalid",

@@ -151,16 +151,14 @@ impl Hub {
 
     /// An identity as the REST API shows it.
     pub fn identity_view(&self, r: &IdentityRecord) -> IdentityView {
-        let client = match &r.module_id {
-            Some(m) => format!("{}/{m}", r.device_id),
-            None => r.device_id.clone(),
-        };
+        let connected = parse_identity(&r.device_id, r.module_id.as_deref())
+            .is_ok_and(|id| self.is_connected(&id));
         IdentityView {
             device_id: r.device_id.clone(),
             module_id: r.module_id.clone(),
             generation_id: r.generation_id.clone(),
             etag: etag(r.etag),
-            connection_state: connection_state(self.by_client.contains_key(&client)),
+            connection_state: connection_state(connected),
             status: status_of(r),
             status_reason: None,
             connection_state_updated_time: NEVER,
