@@ -157,9 +157,17 @@ fn is_port(p: &str) -> bool {
     !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Whether devhub listening on `addr` can be reached only from this machine.
-pub fn is_loopback(addr: &std::net::SocketAddr) -> bool {
-    addr.ip().is_loopback()
+/// What listening on `addr` exposes, when it is not a loopback address (printed at start).
+pub fn exposure_warning(addr: &std::net::SocketAddr) -> Option<String> {
+    if addr.ip().is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "{addr} is not a loopback address: other machines on the network can reach devhub there. \
+         Anyone who can reach it may connect devices whose keys they hold, and anyone with the service \
+         connection string may read every device's telemetry, keys and twins, send C2D messages, call \
+         methods and inject faults. The demo page and its keys are served to every browser that loads it."
+    ))
 }
 
 #[cfg(test)]
@@ -180,6 +188,19 @@ mod tests {
             &["devbox".into()],
             &["http://127.0.0.1:9000".into(), "http://[::1]:*".into()],
         )
+    }
+
+    #[test]
+    fn listening_off_loopback_says_what_is_exposed() {
+        assert_eq!(exposure_warning(&"127.0.0.1:8080".parse().unwrap()), None);
+        assert_eq!(exposure_warning(&"[::1]:8080".parse().unwrap()), None);
+        for a in ["0.0.0.0:8080", "[::]:443", "192.0.2.7:8883"] {
+            let w = exposure_warning(&a.parse().unwrap()).expect(a);
+            assert!(
+                w.contains("not a loopback address") && w.contains("telemetry"),
+                "{w}"
+            );
+        }
     }
 
     #[test]

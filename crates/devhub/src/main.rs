@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use twinscope_devhub::guard::{is_loopback, Exposure};
+use twinscope_devhub::guard::{exposure_warning, Exposure};
 use twinscope_devhub::http::{router, HttpConfig};
 use twinscope_devhub::hub::{generate_key, Hub, HubConfig};
 use twinscope_devhub::net::{now_ms, ticker, Limits, Shared};
@@ -262,13 +262,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .into_iter()
         .flatten()
     {
-        if !is_loopback(&addr) {
-            eprintln!(
-                "devhub: WARNING      {addr} is not a loopback address: other machines on the network can reach devhub there. \
-                 Anyone who can reach it may connect devices whose keys they hold, and anyone with the service \
-                 connection string may read every device's telemetry, keys and twins, send C2D messages, call \
-                 methods and inject faults. The demo page and its keys are served to every browser that loads it."
-            );
+        if let Some(w) = exposure_warning(&addr) {
+            eprintln!("devhub: WARNING      {w}");
         }
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
