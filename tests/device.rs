@@ -412,37 +412,47 @@ async fn a_short_lived_token_is_renewed_without_user_action() {
     let device = Device::new();
     device.connect(&cs, Some(&ws_url(base)), 12).unwrap();
     wait_until("connected", 10_000, || {
-        device.status.get_untracked() == ConnStatus::Connected
+        device.view().with_untracked(|v| v.status()) == ConnStatus::Connected
     })
     .await;
-    let first = device.token_expiry.get_untracked().unwrap();
+    let first = device.view().with_untracked(|v| v.token_expiry).unwrap();
     // Renewal at 80% of 12 s; the hub would drop an expired token at 12 s.
     wait_until("a new token", 15_000, || {
         device
-            .token_expiry
-            .get_untracked()
+            .view()
+            .with_untracked(|v| v.token_expiry)
             .is_some_and(|e| e > first)
     })
     .await;
     wait_until("connected with the new token", 10_000, || {
-        device.status.get_untracked() == ConnStatus::Connected
+        device.view().with_untracked(|v| v.status()) == ConnStatus::Connected
     })
     .await;
-    let connects = device
-        .traffic
-        .with_untracked(|t| t.iter().filter(|e| e.kind == "CONNECT").count());
+    let connects = device.view().with_untracked(|v| {
+        v.traffic
+            .iter()
+            .filter(|e| e.value.kind == "CONNECT")
+            .count()
+    });
+    assert!(
+        device.view().with_untracked(|v| v.renewed_at.is_some()),
+        "the renewal is noted for the header"
+    );
     assert!(
         connects >= 2,
         "reconnected with the new token ({connects} CONNECTs)"
     );
     assert!(
-        device.error.get_untracked().is_none(),
+        device.view().with_untracked(|v| v.error.clone()).is_none(),
         "no error shown: {:?}",
-        device.error.get_untracked()
+        device.view().with_untracked(|v| v.error.clone())
     );
     // Past the first token's expiry the device is still connected: the hub saw the new one.
     let wait = first.saturating_sub(twinscope::client::now_ms()) + 1500;
     TimeoutFuture::new(wait as u32).await;
-    assert_eq!(device.status.get_untracked(), ConnStatus::Connected);
+    assert_eq!(
+        device.view().with_untracked(|v| v.status()),
+        ConnStatus::Connected
+    );
     device.disconnect();
 }

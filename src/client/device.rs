@@ -12,33 +12,12 @@ use leptos::prelude::*;
 use leptos::wasm_bindgen::closure::Closure;
 use leptos::wasm_bindgen::JsCast;
 use serde_json::Value;
-use twinscope_proto::iothub::twin::TwinDocument;
 use twinscope_proto::iothub::ConnectionString;
-use twinscope_proto::mqtt::Packet;
-use twinscope_proto::session::{
-    C2dMessage, DeviceSession, Event, MethodCall, SessionConfig, State, Telemetry,
-};
+use twinscope_proto::session::{DeviceSession, Event, SessionConfig, State, Telemetry};
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
+use super::view::DeviceView;
 use super::ConnStatus;
-
-/// Traffic entries kept for the view (oldest dropped first).
-pub const TRAFFIC_LIMIT: usize = 500;
-
-/// One packet in the traffic view.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TrafficEntry {
-    /// Order of arrival, for keys.
-    pub seq: u64,
-    /// Milliseconds since 1970.
-    pub at: u64,
-    /// Sent by the device.
-    pub outbound: bool,
-    /// The packet type, e.g. `PUBLISH`.
-    pub kind: &'static str,
-    /// One line: what it carries.
-    pub summary: String,
-}
 
 /// Milliseconds since 1970, from the browser's clock.
 pub fn now_ms() -> u64 {
@@ -95,34 +74,13 @@ struct Inner {
 /// The device handle the UI uses.
 #[derive(Clone, Copy)]
 pub struct Device {
-    /// Connection state for the header.
-    pub status: RwSignal<ConnStatus>,
+    /// What the panels show; written only here, by folding session events into it.
+    view: RwSignal<DeviceView>,
     /// `device @ hub` while a session exists.
     pub identity: RwSignal<Option<String>>,
-    /// When the current token expires (ms).
-    pub token_expiry: RwSignal<Option<u64>>,
     /// The browser clock, ticking each second while a session exists.
     pub now: RwSignal<u64>,
-    /// The last error to show, in words.
-    pub error: RwSignal<Option<String>>,
-    /// Packets both ways.
-    pub traffic: RwSignal<Vec<TrafficEntry>>,
-    /// Telemetry messages written to the socket.
-    pub sent: RwSignal<u64>,
-    /// QoS 1 telemetry acknowledged by the hub.
-    pub acked: RwSignal<u64>,
-    /// Cloud-to-device messages received.
-    pub c2d: RwSignal<Vec<C2dMessage>>,
-    /// The last twin document received.
-    pub twin: RwSignal<Option<TwinDocument>>,
-    /// Desired-property updates: (version, patch).
-    pub desired: RwSignal<Vec<(u64, Value)>>,
-    /// Method calls not yet answered, with the time each arrived (ms).
-    pub methods: RwSignal<Vec<(u64, MethodCall)>>,
     inner: StoredValue<Option<Rc<RefCell<Inner>>>, LocalStorage>,
-    traffic_seq: StoredValue<u64>,
-    /// Reported patches sent and not yet answered, by request.
-    patches: StoredValue<Vec<(twinscope_proto::session::RequestId, Value)>>,
 }
 
 impl Default for Device {
@@ -135,22 +93,30 @@ impl Device {
     /// A disconnected device.
     pub fn new() -> Device {
         Device {
-            status: RwSignal::new(ConnStatus::Disconnected),
+            view: RwSignal::new(DeviceView::new()),
             identity: RwSignal::new(None),
-            token_expiry: RwSignal::new(None),
             now: RwSignal::new(now_ms()),
-            error: RwSignal::new(None),
-            traffic: RwSignal::new(Vec::new()),
-            sent: RwSignal::new(0),
-            acked: RwSignal::new(0),
-            c2d: RwSignal::new(Vec::new()),
-            twin: RwSignal::new(None),
-            desired: RwSignal::new(Vec::new()),
-            methods: RwSignal::new(Vec::new()),
             inner: StoredValue::new_local(None),
-            traffic_seq: StoredValue::new(0),
-            patches: StoredValue::new(Vec::new()),
         }
+    }
+
+    /// What the panels show (read-only).
+    pub fn view(&self) -> ReadSignal<DeviceView> {
+        self.view.read_only()
+    }
+
+    /// The header's status (reactive).
+    pub fn status(&self) -> ConnStatus {
+        self.view.with(DeviceView::status)
+    }
+
+    /// Empties the C2D inbox.
+    pub fn clear_c2d(&self) {
+        self.view.update(DeviceView::clear_c2d);
+    }
+
+    fn say(&self, error: String) {
+        self.view.update(|v| v.error = Some(error));
     }
 
     fn rc(&self) -> Option<Rc<RefCell<Inner>>> {
@@ -192,10 +158,18 @@ impl Device {
         session
             .supply_token(now, token)
             .map_err(|e| e.to_string())?;
-        self.token_expiry.set(session.token_expiry());
-        self.identity
-            .set(Some(format!("{identity} @ {}", cs.host_name)));
-        self.error.set(None);
+        let label = format!("{identity} @ {}", cs.host_name);
+        let same_device = self.identity.get_untracked().as_deref() == Some(label.as_str());
+        let expiry = session.token_expiry();
+        self.view.update(|v| {
+            if !same_device {
+                v.reset();
+            }
+            v.error = None;
+            v.refusal = None;
+            v.token_supplied(expiry, now, false);
+        });
+        self.identity.set(Some(label));
         let now_signal = self.now;
         let clock = Interval::new(1000, move || now_signal.set(now_ms()));
         let rc = Rc::new(RefCell::new(Inner {
@@ -227,7 +201,7 @@ impl Device {
             i._clock = None;
         }
         self.inner.set_value(None);
-        self.status.set(ConnStatus::Disconnected);
+        self.view.update(|v| v.state = State::Disconnected);
     }
 
     /// Sends (or queues) telemetry; returns a message for the user on refusal.
@@ -251,8 +225,7 @@ impl Device {
         let rc = self.rc().ok_or("not connected: connect first")?;
         let r = rc.borrow_mut().session.patch_reported(now_ms(), patch);
         if let Ok(request) = r {
-            self.patches
-                .update_value(|p| p.push((request, patch.clone())));
+            self.view.update(|v| v.patch_sent(request, patch.clone()));
         }
         self.pump(&rc);
         r.map(|_| ()).map_err(|e| e.to_string())
@@ -267,7 +240,7 @@ impl Device {
             .respond_method(now_ms(), rid, status, payload);
         self.pump(&rc);
         r.map_err(|e| e.to_string())?;
-        self.methods.update(|m| m.retain(|(_, c)| c.rid != rid));
+        self.view.update(|v| v.answered(rid));
         Ok(())
     }
 
@@ -313,8 +286,9 @@ impl Device {
         rc.borrow_mut().timer = timer;
     }
 
+    /// Carries out what an event asks of the browser, then folds it into the view.
     fn event(&self, rc: &Rc<RefCell<Inner>>, e: Event) {
-        match e {
+        match &e {
             Event::OpenTransport => self.open_socket(rc),
             Event::CloseTransport => {
                 // Retiring the socket closes it without calling back: tell the session now.
@@ -326,67 +300,10 @@ impl Device {
                 retire(socket);
                 rc.borrow_mut().session.handle_closed(now_ms());
             }
-            Event::State(s) => self.status.set(match s {
-                State::Disconnected => ConnStatus::Disconnected,
-                State::Connecting => ConnStatus::Connecting,
-                State::Connected => ConnStatus::Connected,
-                State::Reconnecting { .. } => ConnStatus::Reconnecting,
-            }),
-            Event::Connected { .. } => self.error.set(None),
-            Event::ConnectRefused { explanation, .. } => self.error.set(Some(explanation)),
-            Event::TelemetrySent(_) => self.sent.update(|n| *n += 1),
-            Event::TelemetryAcked(_) => self.acked.update(|n| *n += 1),
-            Event::C2d(m) => self.c2d.update(|v| v.push(m)),
-            Event::Twin {
-                result: Ok(doc), ..
-            } => self.twin.set(Some(doc)),
-            Event::Twin { result: Err(e), .. } => self
-                .error
-                .set(Some(format!("twin request failed: {}", e.message))),
-            Event::ReportedPatched { request, result } => {
-                let sent = self.take_patch(request);
-                match result {
-                    // Keep the shown twin current: the hub applied the patch as this version.
-                    Ok(version) => self.twin.update(|t| {
-                        if let (Some(t), Some(patch)) =
-                            (t.as_mut(), sent.as_ref().and_then(Value::as_object))
-                        {
-                            t.apply_reported(patch, version);
-                        }
-                    }),
-                    Err(e) => self
-                        .error
-                        .set(Some(format!("reported patch failed: {}", e.message))),
-                }
-            }
-            Event::TwinResync { .. } => {}
-            Event::DesiredUpdate { version, patch } => {
-                self.twin.update(|t| {
-                    if let (Some(t), Some(p)) = (t.as_mut(), patch.as_object()) {
-                        t.apply_desired(p, version);
-                    }
-                });
-                self.desired.update(|v| v.push((version, patch)));
-            }
-            Event::MethodCall(call) => self.methods.update(|v| v.push((now_ms(), call))),
             Event::TokenNeeded => self.renew_token(rc),
-            Event::Traffic {
-                outbound,
-                at,
-                packet,
-            } => self.log(outbound, at, &packet),
-            Event::Error(m) => self.error.set(Some(m)),
+            _ => {}
         }
-    }
-
-    fn take_patch(&self, request: twinscope_proto::session::RequestId) -> Option<Value> {
-        let mut found = None;
-        self.patches.update_value(|p| {
-            if let Some(i) = p.iter().position(|(r, _)| *r == request) {
-                found = Some(p.remove(i).1);
-            }
-        });
-        found
+        self.view.update(|v| v.apply(&e, now_ms()));
     }
 
     fn renew_token(&self, rc: &Rc<RefCell<Inner>>) {
@@ -401,33 +318,17 @@ impl Device {
             Some(t) => {
                 let r = rc.borrow_mut().session.supply_token(now, t);
                 match r {
-                    Ok(()) => self.token_expiry.set(rc.borrow().session.token_expiry()),
-                    Err(e) => self.error.set(Some(e.to_string())),
+                    Ok(()) => {
+                        let expiry = rc.borrow().session.token_expiry();
+                        self.view.update(|v| v.token_supplied(expiry, now, true));
+                    }
+                    Err(e) => self.say(e.to_string()),
                 }
             }
-            None => self.error.set(Some(
+            None => self.say(
                 "the SAS token is about to expire and this connection string has no key to sign a new one: paste a fresh SharedAccessSignature and connect again".into(),
-            )),
+            ),
         }
-    }
-
-    fn log(&self, outbound: bool, at: u64, p: &Packet) {
-        let seq = self.traffic_seq.get_value();
-        self.traffic_seq.set_value(seq + 1);
-        let entry = TrafficEntry {
-            seq,
-            at,
-            outbound,
-            kind: p.name(),
-            summary: twinscope_proto::traffic::summarize(p),
-        };
-        self.traffic.update(|v| {
-            v.push(entry);
-            if v.len() > TRAFFIC_LIMIT {
-                let extra = v.len() - TRAFFIC_LIMIT;
-                v.drain(..extra);
-            }
-        });
     }
 
     fn open_socket(&self, rc: &Rc<RefCell<Inner>>) {
@@ -440,8 +341,7 @@ impl Device {
         let ws = match WebSocket::new_with_str(&url, "mqtt") {
             Ok(ws) => ws,
             Err(e) => {
-                self.error
-                    .set(Some(format!("cannot open {url}: {}", js_error(&e))));
+                self.say(format!("cannot open {url}: {}", js_error(&e)));
                 rc.borrow_mut().session.handle_closed(now_ms());
                 return;
             }
@@ -484,10 +384,8 @@ impl Device {
                     } else {
                         format!(": {}", e.reason())
                     };
-                    me.error.set(Some(format!(
-                        "the WebSocket closed (code {}{reason})",
-                        e.code()
-                    )));
+                    let why = format!("the WebSocket closed (code {}{reason})", e.code());
+                    me.view.update(|v| v.connection_lost(why));
                 }
                 let socket = {
                     let mut i = rc.borrow_mut();

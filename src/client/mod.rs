@@ -4,10 +4,12 @@
 mod device;
 mod hub;
 mod page;
+pub mod view;
 
-pub use device::{clock_label, now_ms, Device, TrafficEntry, TRAFFIC_LIMIT};
+pub use device::{clock_label, now_ms, Device};
 pub use hub::{fetch_demo, DemoDevice};
 pub use page::{focus_element, page_origin};
+pub use view::{DeviceView, Entry, Ring, TrafficEntry};
 
 /// What the header says about the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -42,7 +42,7 @@ pub fn ConnectionPanel() -> impl IntoView {
             Err(e) => form_error.set(Some(e)),
         }
     };
-    let busy = move || device.status.get() != ConnStatus::Disconnected;
+    let busy = move || device.status() != ConnStatus::Disconnected;
 
     view! {
         <h2 class="side-title">"Connection"</h2>
@@ -107,7 +107,7 @@ pub fn ConnectionPanel() -> impl IntoView {
         {move || {
             form_error
                 .get()
-                .or_else(|| device.error.get())
+                .or_else(|| device.view().with(|v| v.error.clone()))
                 .map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })
         }}
     }

@@ -74,7 +74,8 @@ pub fn App() -> impl IntoView {
 #[component]
 fn Header() -> impl IntoView {
     let device = expect_context::<Device>();
-    let status = device.status;
+    let view = device.view();
+    let status = move || view.with(|v| v.status());
     view! {
         <header class="header">
             <span class="brand">"twinscope"</span>
@@ -83,17 +84,20 @@ fn Header() -> impl IntoView {
             </span>
             <span class="header-spacer"></span>
             <span
-                class=move || status.get().css_class()
+                class=move || status().css_class()
                 data-testid="conn-status"
                 role="status"
                 aria-live="polite"
             >
                 <span class="status-dot" aria-hidden="true"></span>
-                {move || status.get().label()}
+                {move || status().label()}
+            </span>
+            <span class="muted renewed" title="The SAS token is renewed before it expires">
+                {move || view.with(|v| v.renewed_at).map(|at| format!("renewed {}", crate::client::clock_label(at)))}
             </span>
             <span class="token" data-testid="token-expiry" title="SAS token time left">
                 "token "
-                {move || model::countdown(device.token_expiry.get(), device.now.get())}
+                {move || model::countdown(view.with(|v| v.token_expiry), device.now.get())}
             </span>
         </header>
     }
@@ -117,8 +121,8 @@ fn TabBar(tab: ReadSignal<Tab>, set_tab: WriteSignal<Tab>) -> impl IntoView {
                     let device = expect_context::<Device>();
                     let selected = move || tab.get() == t;
                     let count = move || match t {
-                        Tab::C2d => device.c2d.with(Vec::len),
-                        Tab::Methods => device.methods.with(Vec::len),
+                        Tab::C2d => device.view().with(|v| v.c2d.len()),
+                        Tab::Methods => device.view().with(|v| v.methods.len()),
                         _ => 0,
                     };
                     view! {

@@ -4,7 +4,8 @@
 use leptos::prelude::*;
 
 use super::model::{body_text, method_wait, property_lines, TelemetryForm};
-use crate::client::{ConnStatus, Device};
+use crate::client::{ConnStatus, Device, Entry};
+use twinscope_proto::session::C2dMessage;
 
 /// An empty state: what will appear here and how to make it appear.
 #[component]
@@ -21,7 +22,7 @@ fn Empty(title: &'static str, children: Children) -> impl IntoView {
 type PropRow = (u64, RwSignal<String>, RwSignal<String>);
 
 fn connected(device: Device) -> impl Fn() -> bool + Copy {
-    move || device.status.get() == ConnStatus::Connected
+    move || device.status() == ConnStatus::Connected
 }
 
 #[component]
@@ -105,13 +106,13 @@ pub fn TelemetryPanel() -> impl IntoView {
         </fieldset>
         <div class="actions">
             <button type="button" class="btn btn--primary" data-testid="telemetry-send" on:click=send>
-                {move || match device.status.get() {
+                {move || match device.status() {
                     ConnStatus::Connecting | ConnStatus::Reconnecting => "Queue (reconnecting)",
                     _ => "Send",
                 }}
             </button>
             <span class="muted" data-testid="telemetry-sent-count">
-                {move || format!("{} sent, {} acknowledged", device.sent.get(), device.acked.get())}
+                {move || device.view().with(|v| format!("{} sent, {} acknowledged", v.sent, v.acked))}
             </span>
         </div>
         {move || error.get().map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
@@ -125,7 +126,7 @@ pub fn C2dPanel() -> impl IntoView {
         <h2 class="sr-only">"Cloud-to-device inbox"</h2>
         <div data-testid="c2d-list" class="list">
             <Show
-                when=move || device.c2d.with(|v| !v.is_empty())
+                when=move || device.view().with(|v| !v.c2d.is_empty())
                 fallback=|| view! {
                     <Empty title="No C2D messages yet">
                         "Send one to this device from the Azure portal or a service SDK "
@@ -134,21 +135,26 @@ pub fn C2dPanel() -> impl IntoView {
                     </Empty>
                 }
             >
-                {move || {
-                    device.c2d.get().into_iter().rev().map(|m| {
-                        let props = property_lines(&m.props);
-                        view! {
-                            <article class="card" data-testid="c2d-message">
-                                <pre class="mono body">{body_text(&m.body)}</pre>
-                                <dl class="props-list mono">
-                                    {props.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd>{v}</dd> }).collect_view()}
-                                </dl>
-                            </article>
-                        }
-                    }).collect_view()
-                }}
+                <For each=move || device.view().with(|v| v.c2d.iter().rev().cloned().collect::<Vec<_>>()) key=|e| e.id let:e>
+                    <C2dCard entry=e />
+                </For>
             </Show>
         </div>
+    }
+}
+
+/// One received C2D message: body as text (or hex for binary), properties apart.
+#[component]
+fn C2dCard(entry: Entry<C2dMessage>) -> impl IntoView {
+    let props = property_lines(&entry.value.props);
+    view! {
+        <article class="card" data-testid="c2d-message">
+            <p class="muted">{format!("received {}", crate::client::clock_label(entry.at))}</p>
+            <pre class="mono body">{body_text(&entry.value.body)}</pre>
+            <dl class="props-list mono">
+                {props.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd>{v}</dd> }).collect_view()}
+            </dl>
+        </article>
     }
 }
 
@@ -168,21 +174,21 @@ pub fn TwinPanel() -> impl IntoView {
         <div class="actions">
             <button type="button" class="btn" data-testid="twin-get" disabled=move || !connected(device)()
                 on:click=move |_| error.set(device.get_twin().err())>"Get twin"</button>
-            <Show when=move || device.twin.with(Option::is_some)>
+            <Show when=move || device.view().with(|v| v.twin.is_some())>
                 <span class="muted">
                     "reported $version "
                     <span class="mono" data-testid="twin-reported-version">
-                        {move || device.twin.with(|t| t.as_ref().map(|t| t.reported.version.to_string()).unwrap_or_default())}
+                        {move || device.view().with(|v| v.twin.as_ref().map(|t| t.reported.version.to_string()).unwrap_or_default())}
                     </span>
                     " · desired $version "
                     <span class="mono" data-testid="twin-desired-version">
-                        {move || device.twin.with(|t| t.as_ref().map(|t| t.desired.version.to_string()).unwrap_or_default())}
+                        {move || device.view().with(|v| v.twin.as_ref().map(|t| t.desired.version.to_string()).unwrap_or_default())}
                     </span>
                 </span>
             </Show>
         </div>
         <pre class="mono body" data-testid="twin-document">
-            {move || device.twin.get().map(|t| serde_json::to_string_pretty(&t.to_json()).unwrap_or_default())
+            {move || device.view().with(|v| v.twin.as_ref().map(|t| serde_json::to_string_pretty(&t.to_json()).unwrap_or_default()))
                 .unwrap_or_else(|| "Connect to fetch the device twin.".into())}
         </pre>
         <label class="field">
@@ -195,11 +201,18 @@ pub fn TwinPanel() -> impl IntoView {
         {move || error.get().map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
         <h3 class="subhead">"Desired updates"</h3>
         <div data-testid="twin-desired-updates" class="list">
-            {move || device.desired.get().into_iter().rev().map(|(v, patch)| view! {
-                <pre class="mono card" data-testid="twin-desired-update">
-                    {format!("$version {v}\n{}", serde_json::to_string_pretty(&patch).unwrap_or_default())}
-                </pre>
-            }).collect_view()}
+            <For each=move || device.view().with(|v| v.desired.iter().rev().cloned().collect::<Vec<_>>()) key=|e| e.id let:e>
+                <div class="card" data-testid="twin-desired-update">
+                    {e.value.gap.then(|| view! {
+                        <p class="gap" data-testid="twin-desired-gap">
+                            "versions were skipped before this one: the whole twin was fetched again"
+                        </p>
+                    })}
+                    <pre class="mono">
+                        {format!("$version {}  ·  {}\n{}", e.value.version, crate::client::clock_label(e.at), serde_json::to_string_pretty(&e.value.patch).unwrap_or_default())}
+                    </pre>
+                </div>
+            </For>
         </div>
     }
 }
@@ -211,7 +224,7 @@ pub fn MethodsPanel() -> impl IntoView {
         <h2 class="sr-only">"Direct methods"</h2>
         <div data-testid="method-list" class="list">
             <Show
-                when=move || device.methods.with(|v| !v.is_empty())
+                when=move || device.view().with(|v| !v.methods.is_empty())
                 fallback=|| view! {
                     <Empty title="No method calls yet">
                         "Invoke a direct method on this device from the Azure portal or a service SDK "
@@ -220,9 +233,9 @@ pub fn MethodsPanel() -> impl IntoView {
                     </Empty>
                 }
             >
-                <For each=move || device.methods.get() key=|(_, c)| c.rid.clone() let:entry>
+                <For each=move || device.view().with(|v| v.methods.iter().cloned().collect::<Vec<_>>()) key=|e| e.id let:entry>
                     {
-                        let (arrived, call) = entry;
+                        let (arrived, call) = (entry.at, entry.value);
                         let status = RwSignal::new("200".to_string());
                         let response = RwSignal::new("{}".to_string());
                         let error = RwSignal::new(None::<String>);
@@ -273,22 +286,22 @@ pub fn TrafficDrawer() -> impl IntoView {
             <h2 class="drawer-title">"Traffic"</h2>
             <div data-testid="traffic-log" class="traffic mono">
                 <Show
-                    when=move || device.traffic.with(|v| !v.is_empty())
+                    when=move || device.view().with(|v| !v.traffic.is_empty())
                     fallback=|| view! {
                         <Empty title="No traffic yet">
                             "Every MQTT packet between this device and the hub appears here, decoded."
                         </Empty>
                     }
                 >
-                    <For each=move || device.traffic.get() key=|e| e.seq let:e>
-                        <div class="traffic-entry" class:out=e.outbound data-testid="traffic-entry">
-                            <span class="dir" aria-label=if e.outbound { "sent" } else { "received" }>
-                                {if e.outbound { "→" } else { "←" }}
+                    <For each=move || device.view().with(|v| v.traffic.iter().cloned().collect::<Vec<_>>()) key=|e| e.id let:e>
+                        <div class="traffic-entry" class:out=e.value.outbound data-testid="traffic-entry">
+                            <span class="dir" aria-label=if e.value.outbound { "sent" } else { "received" }>
+                                {if e.value.outbound { "→" } else { "←" }}
                             </span>
                             <span class="time">{crate::client::clock_label(e.at)}</span>
-                            <span class="kind">{e.kind}</span>
+                            <span class="kind">{e.value.kind}</span>
                             <span class="summary">
-                                {e.summary.strip_prefix(e.kind).unwrap_or(&e.summary).trim_start().to_string()}
+                                {e.value.summary.strip_prefix(e.value.kind).unwrap_or(&e.value.summary).trim_start().to_string()}
                             </span>
                         </div>
                     </For>

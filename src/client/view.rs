@@ -1,0 +1,585 @@
+//! What the panels show, as one plain value: [`DeviceView::apply`] folds each session
+//! [`Event`] into it. No web-sys, no signals, no clock (time is passed in), so it is tested
+//! natively; the browser glue only feeds it and hands the UI a read-only signal of it.
+//!
+//! Every list is a bounded [`Ring`]: the oldest entries are dropped first and counted, and
+//! each entry carries a stable local id for keyed rendering.
+
+use std::collections::VecDeque;
+
+use serde_json::Value;
+use twinscope_proto::iothub::twin::TwinDocument;
+use twinscope_proto::mqtt::Packet;
+use twinscope_proto::session::{C2dMessage, Event, MethodCall, RequestId, State};
+
+use super::ConnStatus;
+
+/// C2D messages kept.
+pub const C2D_LIMIT: usize = 200;
+/// Desired-property updates kept.
+pub const DESIRED_LIMIT: usize = 200;
+/// Pending method calls kept (the hub times calls out long before this fills).
+pub const METHOD_LIMIT: usize = 100;
+/// Packets kept in the traffic view.
+pub const TRAFFIC_LIMIT: usize = 500;
+
+/// A bounded list, oldest first, that drops (and counts) its oldest entry when full.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ring<T> {
+    items: VecDeque<Entry<T>>,
+    cap: usize,
+    dropped: u64,
+}
+
+/// One entry with its stable local id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry<T> {
+    /// Unique within a [`DeviceView`], in arrival order.
+    pub id: u64,
+    /// Milliseconds since 1970 when it arrived.
+    pub at: u64,
+    /// The entry.
+    pub value: T,
+}
+
+impl<T> Ring<T> {
+    /// An empty ring holding at most `cap` entries.
+    pub fn new(cap: usize) -> Ring<T> {
+        Ring {
+            items: VecDeque::new(),
+            cap: cap.max(1),
+            dropped: 0,
+        }
+    }
+
+    fn push(&mut self, id: u64, at: u64, value: T) {
+        if self.items.len() == self.cap {
+            self.items.pop_front();
+            self.dropped += 1;
+        }
+        self.items.push_back(Entry { id, at, value });
+    }
+
+    /// Entries, oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Entry<T>> {
+        self.items.iter()
+    }
+
+    /// Entries kept.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether none are kept.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Entries dropped because the ring was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The newest entry.
+    pub fn last_mut(&mut self) -> Option<&mut Entry<T>> {
+        self.items.back_mut()
+    }
+
+    /// Removes every entry (the count of dropped ones stays).
+    pub fn clear(&mut self) {
+        self.items.clear();
+    }
+
+    /// Removes the entries `keep` says no to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Entry<T>) -> bool) {
+        self.items.retain(|e| keep(e));
+    }
+}
+
+/// A desired-property update.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredEntry {
+    /// Its `$version`.
+    pub version: u64,
+    /// The patch as the hub sent it.
+    pub patch: Value,
+    /// Versions were skipped before it, so the twin was fetched again.
+    pub gap: bool,
+}
+
+/// One packet in the traffic view.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrafficEntry {
+    /// Sent by the device.
+    pub outbound: bool,
+    /// The packet type, e.g. `PUBLISH`.
+    pub kind: &'static str,
+    /// One line: what it carries.
+    pub summary: String,
+}
+
+/// Everything the panels show about the device.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceView {
+    /// The session's state.
+    pub state: State,
+    /// Why the last connection ended, while reconnecting.
+    pub lost_because: Option<String>,
+    /// The hub's refusal, explained, when it refused the connection.
+    pub refusal: Option<String>,
+    /// The last error to show, in words.
+    pub error: Option<String>,
+    /// When the current token expires (ms).
+    pub token_expiry: Option<u64>,
+    /// When the token was last renewed without the user (ms).
+    pub renewed_at: Option<u64>,
+    /// Telemetry messages written to the socket.
+    pub sent: u64,
+    /// QoS 1 telemetry acknowledged by the hub.
+    pub acked: u64,
+    /// Cloud-to-device messages received.
+    pub c2d: Ring<C2dMessage>,
+    /// The last twin document, kept current with reported patches and desired updates.
+    pub twin: Option<TwinDocument>,
+    /// Desired-property updates.
+    pub desired: Ring<DesiredEntry>,
+    /// Method calls not yet answered.
+    pub methods: Ring<MethodCall>,
+    /// Packets both ways.
+    pub traffic: Ring<TrafficEntry>,
+    /// Reported patches sent and not yet answered, by request.
+    patches: Vec<(RequestId, Value)>,
+    next_id: u64,
+}
+
+impl Default for DeviceView {
+    fn default() -> Self {
+        DeviceView::new()
+    }
+}
+
+impl DeviceView {
+    /// Nothing connected yet.
+    pub fn new() -> DeviceView {
+        DeviceView {
+            state: State::Disconnected,
+            lost_because: None,
+            refusal: None,
+            error: None,
+            token_expiry: None,
+            renewed_at: None,
+            sent: 0,
+            acked: 0,
+            c2d: Ring::new(C2D_LIMIT),
+            twin: None,
+            desired: Ring::new(DESIRED_LIMIT),
+            methods: Ring::new(METHOD_LIMIT),
+            traffic: Ring::new(TRAFFIC_LIMIT),
+            patches: Vec::new(),
+            next_id: 1,
+        }
+    }
+
+    fn id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// The header's status word.
+    pub fn status(&self) -> ConnStatus {
+        match self.state {
+            State::Disconnected => ConnStatus::Disconnected,
+            State::Connecting => ConnStatus::Connecting,
+            State::Connected => ConnStatus::Connected,
+            State::Reconnecting { .. } => ConnStatus::Reconnecting,
+        }
+    }
+
+    /// The status in words, always true: the state, and while reconnecting why and when
+    /// the next attempt is; when refused, the hub's refusal explained.
+    pub fn status_text(&self, now: u64) -> String {
+        match (self.state, &self.refusal) {
+            (State::Reconnecting { retry_at, attempt }, _) => {
+                let wait = retry_at.saturating_sub(now).div_ceil(1000);
+                let why = self
+                    .lost_because
+                    .as_deref()
+                    .unwrap_or("the connection was lost");
+                format!("reconnecting: {why}; attempt {attempt}, next in {wait} s")
+            }
+            (State::Disconnected, Some(refusal)) => format!("disconnected: {refusal}"),
+            (s, _) => s.label().to_string(),
+        }
+    }
+
+    /// The session was given a token expiring at `expiry`; `renewed` when it replaced one
+    /// without the user asking.
+    pub fn token_supplied(&mut self, expiry: Option<u64>, now: u64, renewed: bool) {
+        self.token_expiry = expiry;
+        if renewed {
+            self.renewed_at = Some(now);
+        }
+    }
+
+    /// A reported patch was sent as `request` (to apply it when the hub accepts it).
+    pub fn patch_sent(&mut self, request: RequestId, patch: Value) {
+        self.patches.push((request, patch));
+    }
+
+    /// The transport ended for `why` (a reason the session did not see).
+    pub fn connection_lost(&mut self, why: String) {
+        self.lost_because = Some(why.clone());
+        self.error = Some(why);
+    }
+
+    /// The user answered the call `rid`.
+    pub fn answered(&mut self, rid: &str) {
+        self.methods.retain(|e| e.value.rid != rid);
+    }
+
+    /// The user cleared the C2D inbox.
+    pub fn clear_c2d(&mut self) {
+        self.c2d.clear();
+    }
+
+    /// Starts over for a new connection string (counts and lists cleared).
+    pub fn reset(&mut self) {
+        *self = DeviceView {
+            next_id: self.next_id,
+            ..DeviceView::new()
+        };
+    }
+
+    /// Folds one session event into the view. `now` is when it happened (ms).
+    pub fn apply(&mut self, e: &Event, now: u64) {
+        match e {
+            Event::State(s) => {
+                self.state = *s;
+                if *s == State::Connected {
+                    self.lost_because = None;
+                }
+            }
+            Event::Connected { .. } => {
+                self.error = None;
+                self.refusal = None;
+            }
+            Event::ConnectRefused { explanation, .. } => {
+                self.refusal = Some(explanation.clone());
+                self.error = Some(explanation.clone());
+            }
+            Event::TelemetrySent(_) => self.sent += 1,
+            Event::TelemetryAcked(_) => self.acked += 1,
+            Event::C2d(m) => {
+                let id = self.id();
+                self.c2d.push(id, now, m.clone());
+            }
+            Event::Twin {
+                result: Ok(doc), ..
+            } => self.twin = Some(doc.clone()),
+            Event::Twin { result: Err(e), .. } => {
+                self.error = Some(format!("twin request failed: {}", e.message));
+            }
+            Event::ReportedPatched { request, result } => {
+                let sent = self
+                    .patches
+                    .iter()
+                    .position(|(r, _)| r == request)
+                    .map(|i| self.patches.remove(i).1);
+                match result {
+                    Ok(version) => {
+                        if let (Some(t), Some(patch)) =
+                            (self.twin.as_mut(), sent.as_ref().and_then(Value::as_object))
+                        {
+                            t.apply_reported(patch, *version);
+                        }
+                    }
+                    Err(e) => {
+                        self.error = Some(format!("reported patch failed: {}", e.message));
+                    }
+                }
+            }
+            Event::DesiredUpdate { version, patch } => {
+                if let (Some(t), Some(p)) = (self.twin.as_mut(), patch.as_object()) {
+                    t.apply_desired(p, *version);
+                }
+                let id = self.id();
+                self.desired.push(
+                    id,
+                    now,
+                    DesiredEntry {
+                        version: *version,
+                        patch: patch.clone(),
+                        gap: false,
+                    },
+                );
+            }
+            Event::TwinResync { reason, .. } => {
+                // The session refetches right after the update that showed the gap.
+                if *reason == "version gap" {
+                    if let Some(last) = self.desired.last_mut() {
+                        last.value.gap = true;
+                    }
+                }
+            }
+            Event::MethodCall(call) => {
+                let id = self.id();
+                self.methods.push(id, now, call.clone());
+            }
+            Event::Traffic {
+                outbound,
+                at,
+                packet,
+            } => {
+                let id = self.id();
+                self.traffic.push(
+                    id,
+                    *at,
+                    TrafficEntry {
+                        outbound: *outbound,
+                        kind: packet.name(),
+                        summary: summary(packet),
+                    },
+                );
+            }
+            Event::Error(m) => {
+                if matches!(self.state, State::Connected | State::Connecting) {
+                    self.lost_because = Some(m.clone());
+                }
+                self.error = Some(m.clone());
+            }
+            Event::CloseTransport => {
+                // Calls the hub can no longer route an answer to are dropped by it.
+                self.methods.clear();
+            }
+            Event::OpenTransport | Event::TokenNeeded => {}
+        }
+    }
+}
+
+fn summary(p: &Packet) -> String {
+    twinscope_proto::traffic::summarize(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twinscope_proto::iothub::PropertyBag;
+    use twinscope_proto::mqtt::ConnectReturnCode;
+    use twinscope_proto::session::RequestError;
+
+    fn c2d(body: &str) -> Event {
+        Event::C2d(C2dMessage {
+            props: PropertyBag::default(),
+            body: body.as_bytes().to_vec(),
+            input: None,
+        })
+    }
+
+    #[test]
+    fn rings_keep_the_newest_count_the_dropped_and_keep_ids() {
+        let mut v = DeviceView::new();
+        for i in 0..C2D_LIMIT + 5 {
+            v.apply(&c2d(&format!("m{i}")), 1000 + i as u64);
+        }
+        assert_eq!(v.c2d.len(), C2D_LIMIT);
+        assert_eq!(v.c2d.dropped(), 5);
+        let first = v.c2d.iter().next().unwrap();
+        assert_eq!(first.value.body, b"m5");
+        assert_eq!(first.at, 1005);
+        let ids: Vec<u64> = v.c2d.iter().map(|e| e.id).collect();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "stable, increasing ids"
+        );
+        let last_id = *ids.last().unwrap();
+        v.apply(&c2d("more"), 9999);
+        assert_eq!(v.c2d.iter().last().unwrap().id, last_id + 1);
+        v.clear_c2d();
+        assert!(v.c2d.is_empty());
+        assert_eq!(
+            v.c2d.dropped(),
+            6,
+            "clearing does not forget what was dropped"
+        );
+    }
+
+    #[test]
+    fn status_words_tell_the_truth() {
+        let mut v = DeviceView::new();
+        assert_eq!(v.status_text(0), "disconnected");
+        v.apply(&Event::State(State::Connecting), 0);
+        v.apply(&Event::State(State::Connected), 0);
+        assert_eq!(v.status(), ConnStatus::Connected);
+        v.apply(
+            &Event::Error("no PINGRESP from the hub: the connection is dead".into()),
+            10,
+        );
+        v.apply(
+            &Event::State(State::Reconnecting {
+                attempt: 2,
+                retry_at: 5_500,
+            }),
+            10,
+        );
+        assert_eq!(
+            v.status_text(1_000),
+            "reconnecting: no PINGRESP from the hub: the connection is dead; attempt 2, next in 5 s"
+        );
+        v.apply(&Event::State(State::Connected), 6_000);
+        assert_eq!(v.lost_because, None);
+        // A refusal is explained in words and stays in the status.
+        let why = twinscope_proto::session::explain_refusal(ConnectReturnCode::NotAuthorized);
+        v.apply(
+            &Event::ConnectRefused {
+                code: ConnectReturnCode::NotAuthorized,
+                explanation: why.clone(),
+            },
+            7_000,
+        );
+        v.apply(&Event::State(State::Disconnected), 7_000);
+        assert!(v
+            .status_text(7_000)
+            .starts_with("disconnected: the hub refused"));
+        assert!(v.status_text(7_000).contains("clock"));
+    }
+
+    #[test]
+    fn renewals_are_noted_and_gaps_marked() {
+        let mut v = DeviceView::new();
+        v.token_supplied(Some(60_000), 0, false);
+        assert_eq!(v.renewed_at, None);
+        v.token_supplied(Some(108_000), 48_000, true);
+        assert_eq!(
+            (v.token_expiry, v.renewed_at),
+            (Some(108_000), Some(48_000))
+        );
+
+        v.apply(
+            &Event::DesiredUpdate {
+                version: 2,
+                patch: serde_json::json!({"a": 1, "$version": 2}),
+            },
+            1,
+        );
+        v.apply(
+            &Event::DesiredUpdate {
+                version: 5,
+                patch: serde_json::json!({"a": 4, "$version": 5}),
+            },
+            2,
+        );
+        v.apply(
+            &Event::TwinResync {
+                request: 9,
+                reason: "version gap",
+            },
+            2,
+        );
+        let marks: Vec<(u64, bool)> = v
+            .desired
+            .iter()
+            .map(|e| (e.value.version, e.value.gap))
+            .collect();
+        assert_eq!(marks, vec![(2, false), (5, true)]);
+        // A resync because of a (re)connection is not a gap.
+        v.apply(
+            &Event::TwinResync {
+                request: 10,
+                reason: "connected",
+            },
+            3,
+        );
+        assert!(v.desired.iter().last().unwrap().value.gap);
+        assert_eq!(v.desired.len(), 2);
+    }
+
+    #[test]
+    fn reported_patches_update_the_twin_and_failures_are_said() {
+        let mut v = DeviceView::new();
+        let doc = TwinDocument::parse(br#"{"desired":{"$version":1},"reported":{"$version":1}}"#)
+            .unwrap();
+        v.apply(
+            &Event::Twin {
+                request: 1,
+                result: Ok(doc),
+            },
+            0,
+        );
+        v.patch_sent(2, serde_json::json!({"fw": "1.2"}));
+        v.apply(
+            &Event::ReportedPatched {
+                request: 2,
+                result: Ok(2),
+            },
+            1,
+        );
+        let t = v.twin.as_ref().unwrap();
+        assert_eq!(
+            (t.reported.version, &t.reported.properties["fw"]),
+            (2, &serde_json::json!("1.2"))
+        );
+        v.patch_sent(3, serde_json::json!({"x": 1}));
+        v.apply(
+            &Event::ReportedPatched {
+                request: 3,
+                result: Err(RequestError {
+                    status: Some(400),
+                    message: "bad patch (400004)".into(),
+                }),
+            },
+            2,
+        );
+        assert_eq!(
+            v.error.as_deref(),
+            Some("reported patch failed: bad patch (400004)")
+        );
+        assert_eq!(v.twin.as_ref().unwrap().reported.version, 2);
+    }
+
+    #[test]
+    fn method_calls_wait_until_answered_or_the_connection_drops() {
+        let mut v = DeviceView::new();
+        let call = |rid: &str| {
+            Event::MethodCall(MethodCall {
+                name: "reboot".into(),
+                rid: rid.into(),
+                payload: b"{}".to_vec(),
+            })
+        };
+        v.apply(&call("1"), 10);
+        v.apply(&call("2"), 20);
+        v.answered("1");
+        let left: Vec<&str> = v.methods.iter().map(|e| e.value.rid.as_str()).collect();
+        assert_eq!(left, vec!["2"]);
+        assert_eq!(v.methods.iter().next().unwrap().at, 20);
+        v.apply(&Event::CloseTransport, 30);
+        assert!(
+            v.methods.is_empty(),
+            "the hub drops calls of a lost connection"
+        );
+    }
+
+    #[test]
+    fn counts_and_traffic() {
+        let mut v = DeviceView::new();
+        v.apply(&Event::TelemetrySent(1), 0);
+        v.apply(&Event::TelemetrySent(2), 0);
+        v.apply(&Event::TelemetryAcked(1), 0);
+        assert_eq!((v.sent, v.acked), (2, 1));
+        for i in 0..TRAFFIC_LIMIT + 1 {
+            v.apply(
+                &Event::Traffic {
+                    outbound: i % 2 == 0,
+                    at: i as u64,
+                    packet: Packet::PingReq,
+                },
+                0,
+            );
+        }
+        assert_eq!((v.traffic.len(), v.traffic.dropped()), (TRAFFIC_LIMIT, 1));
+        assert_eq!(v.traffic.iter().next().unwrap().value.kind, "PINGREQ");
+        v.reset();
+        assert_eq!((v.sent, v.traffic.len()), (0, 0));
+    }
+}
