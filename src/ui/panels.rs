@@ -149,7 +149,7 @@ fn C2dCard(entry: Entry<C2dMessage>) -> impl IntoView {
     let props = property_lines(&entry.value.props);
     view! {
         <article class="card" data-testid="c2d-message">
-            <p class="muted">{format!("received {}", crate::client::clock_label(entry.at))}</p>
+            <p class="muted card-meta">{format!("received {}", crate::client::clock_label(entry.at))}</p>
             <pre class="mono body">{body_text(&entry.value.body)}</pre>
             <dl class="props-list mono">
                 {props.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd>{v}</dd> }).collect_view()}
