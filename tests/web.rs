@@ -25,10 +25,14 @@ fn by_testid(root: &HtmlElement, id: &str) -> HtmlElement {
         .unchecked_into()
 }
 
-/// Types into a textarea as a user does (value, then an input event).
+/// Types into an input or textarea as a user does (value, then an input event).
 fn type_into(e: &HtmlElement, value: &str) {
-    e.unchecked_ref::<web_sys::HtmlTextAreaElement>()
-        .set_value(value);
+    if let Some(t) = e.dyn_ref::<web_sys::HtmlTextAreaElement>() {
+        t.set_value(value);
+    } else {
+        e.unchecked_ref::<web_sys::HtmlInputElement>()
+            .set_value(value);
+    }
     let init = web_sys::EventInit::new();
     init.set_bubbles(true);
     e.dispatch_event(&web_sys::Event::new_with_event_init_dict("input", &init).unwrap())
@@ -45,7 +49,7 @@ async fn bad_connection_strings_get_clear_errors_and_nothing_connects() {
     assert!(!by_testid(&root, "connect").has_attribute("disabled"));
     assert!(by_testid(&root, "disconnect").has_attribute("disabled"));
     // Nothing is restored from storage: keys are not persisted.
-    let conn: web_sys::HtmlTextAreaElement = by_testid(&root, "conn-string").unchecked_into();
+    let conn: web_sys::HtmlInputElement = by_testid(&root, "conn-string").unchecked_into();
     assert_eq!(conn.value(), "");
 
     let error_after = |input: &'static str| {
@@ -124,5 +128,66 @@ async fn empty_states_explain_what_will_appear() {
     assert!(
         traffic.contains("No traffic yet"),
         "traffic said {traffic:?}"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn the_key_is_masked_and_the_sas_generator_signs_in_the_browser() {
+    use twinscope_proto::iothub::{ConnectionString, SasToken};
+    let root = mount_app();
+    leptos::task::tick().await;
+    let key = "+XLy+MVZ+aTeOnVzN2kLeB16O+kSxmz6g3rS6fAf6rw=";
+    let cs = format!("HostName=hub.azure-devices.net;DeviceId=dev-01;SharedAccessKey={key}");
+    let input: web_sys::HtmlInputElement = by_testid(&root, "conn-string").unchecked_into();
+    type_into(&input, &cs);
+    leptos::task::tick().await;
+    // Masked: a password field, and the parsed fields show a mask, not the key.
+    assert_eq!(input.type_(), "password");
+    let fields = by_testid(&root, "conn-fields").text_content().unwrap();
+    assert!(
+        fields.contains("hub.azure-devices.net") && fields.contains("dev-01"),
+        "{fields}"
+    );
+    let page = root.text_content().unwrap();
+    assert!(
+        !page.contains("XLy"),
+        "the key is in the page text while masked"
+    );
+    // Shown on request, hidden again.
+    by_testid(&root, "conn-key-toggle").click();
+    leptos::task::tick().await;
+    assert_eq!(input.type_(), "text");
+    assert!(by_testid(&root, "conn-fields")
+        .text_content()
+        .unwrap()
+        .contains(key));
+    by_testid(&root, "conn-key-toggle").click();
+    leptos::task::tick().await;
+    assert!(!root.text_content().unwrap().contains("XLy"));
+
+    // The generator signs a token with the key, here, and builds a connection string.
+    type_into(&by_testid(&root, "sas-ttl"), "30");
+    by_testid(&root, "sas-generate").click();
+    leptos::task::tick().await;
+    let token = by_testid(&root, "sas-token").text_content().unwrap();
+    let parsed = SasToken::parse(token.trim()).expect("a SAS token");
+    let k = ConnectionString::parse(&cs)
+        .unwrap()
+        .shared_access_key
+        .unwrap();
+    parsed
+        .verify_signature(&k)
+        .expect("signed with the device key");
+    parsed
+        .check_resource("hub.azure-devices.net/devices/dev-01")
+        .unwrap();
+    let now = (js_sys::Date::now() / 1000.0) as u64;
+    assert!((now + 29 * 60..=now + 31 * 60).contains(&parsed.expiry));
+    let with_sas = by_testid(&root, "sas-conn-string").text_content().unwrap();
+    let again = ConnectionString::parse(with_sas.trim()).unwrap();
+    assert_eq!(again.shared_access_signature.as_deref(), Some(token.trim()));
+    assert!(
+        again.shared_access_key.is_none(),
+        "the key is not in the generated string"
     );
 }

@@ -8,7 +8,7 @@ pub mod view;
 
 pub use device::{clock_label, now_ms, Device};
 pub use hub::{fetch_demo, DemoDevice};
-pub use page::{focus_element, page_origin};
+pub use page::{copy_text, focus_element, page_origin};
 pub use view::{DeviceView, Entry, Ring, TrafficEntry};
 
 /// What the header says about the connection.

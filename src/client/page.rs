@@ -18,3 +18,15 @@ pub fn focus_element(id: &str) {
         let _ = el.focus();
     }
 }
+
+/// Copies `text` to the clipboard; the returned message says whether it worked.
+pub async fn copy_text(text: String) -> Result<(), String> {
+    let clipboard = web_sys::window()
+        .ok_or("no window")?
+        .navigator()
+        .clipboard();
+    wasm_bindgen_futures::JsFuture::from(clipboard.write_text(&text))
+        .await
+        .map(|_| ())
+        .map_err(|_| "the browser did not allow copying; select the text and copy it".to_string())
+}

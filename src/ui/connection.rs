@@ -2,7 +2,8 @@
 
 use leptos::prelude::*;
 
-use crate::client::{fetch_demo, page_origin, ConnStatus, Device};
+use super::model::{connection_fields, generate_sas};
+use crate::client::{copy_text, fetch_demo, now_ms, page_origin, ConnStatus, Device};
 
 /// Connection string, endpoint override, token lifetime, connect and disconnect.
 /// The connection string is kept in memory only: keys are never persisted.
@@ -14,6 +15,9 @@ pub fn ConnectionPanel() -> impl IntoView {
     let ttl_min = RwSignal::new("60".to_string());
     let form_error = RwSignal::new(None::<String>);
     let demo_note = RwSignal::new(false);
+    // The key is masked by default: the field is a password field and the parsed fields
+    // show a mask, so the key is not in the page's text until the user asks.
+    let show_key = RwSignal::new(false);
 
     // When devhub serves this page, offer its demo device.
     leptos::task::spawn_local(async move {
@@ -51,19 +55,46 @@ pub fn ConnectionPanel() -> impl IntoView {
         </Show>
         <label class="field">
             <span class="field-label">"Device connection string"</span>
-            <textarea
-                class="mono"
-                data-testid="conn-string"
-                rows="4"
-                spellcheck="false"
-                autocomplete="off"
-                placeholder="HostName=myhub.azure-devices.net;DeviceId=dev-01;SharedAccessKey=…"
-                bind:value=conn_string
-            ></textarea>
+            <span class="key-row">
+                <input
+                    class="mono"
+                    type=move || if show_key.get() { "text" } else { "password" }
+                    data-testid="conn-string"
+                    spellcheck="false"
+                    autocomplete="off"
+                    placeholder="HostName=myhub.azure-devices.net;DeviceId=dev-01;SharedAccessKey=…"
+                    bind:value=conn_string
+                />
+                <button
+                    type="button"
+                    class="btn btn--small"
+                    data-testid="conn-key-toggle"
+                    aria-pressed=move || show_key.get().to_string()
+                    on:click=move |_| show_key.update(|s| *s = !*s)
+                >
+                    {move || if show_key.get() { "Hide key" } else { "Show key" }}
+                </button>
+            </span>
             <span class="field-hint">
                 "Kept in this tab only. The key signs a SAS token in your browser and never leaves it."
             </span>
         </label>
+        <div data-testid="conn-fields">
+            {move || {
+                let s = conn_string.get();
+                if s.trim().is_empty() {
+                    return None;
+                }
+                Some(match connection_fields(&s, show_key.get()) {
+                    Ok(fields) => view! {
+                        <dl class="props-list conn-fields">
+                            {fields.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd class="mono">{v}</dd> }).collect_view()}
+                        </dl>
+                    }.into_any(),
+                    Err(e) => view! { <p class="hint">{format!("Not a connection string yet: {e}")}</p> }.into_any(),
+                })
+            }}
+        </div>
         <details class="advanced">
             <summary>"Advanced"</summary>
             <label class="field">
@@ -110,5 +141,56 @@ pub fn ConnectionPanel() -> impl IntoView {
                 .or_else(|| device.view().with(|v| v.error.clone()))
                 .map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })
         }}
+        <SasGenerator conn_string=conn_string.read_only() />
+    }
+}
+
+/// Makes a SAS token (and a connection string that carries it) from the connection string
+/// above, for other tools, as the old Device Explorer did. Signed here; nothing is sent.
+#[component]
+fn SasGenerator(conn_string: ReadSignal<String>) -> impl IntoView {
+    let ttl = RwSignal::new("60".to_string());
+    let out = RwSignal::new(None::<Result<(String, String), String>>);
+    let copied = RwSignal::new(None::<String>);
+    let generate = move |_| {
+        copied.set(None);
+        out.set(Some(generate_sas(
+            &conn_string.get_untracked(),
+            &ttl.get_untracked(),
+            now_ms() / 1000,
+        )));
+    };
+    let copy = move |text: String, what: &'static str| {
+        leptos::task::spawn_local(async move {
+            copied.set(Some(match copy_text(text).await {
+                Ok(()) => format!("{what} copied"),
+                Err(e) => e,
+            }));
+        });
+    };
+    view! {
+        <details class="advanced sas">
+            <summary>"SAS token generator"</summary>
+            <label class="field">
+                <span class="field-label">"Lifetime (minutes)"</span>
+                <input type="number" min="1" data-testid="sas-ttl" bind:value=ttl />
+            </label>
+            <button type="button" class="btn" data-testid="sas-generate" on:click=generate>"Generate"</button>
+            {move || out.get().map(|r| match r {
+                Ok((token, cs)) => {
+                    let (t2, cs2) = (token.clone(), cs.clone());
+                    view! {
+                        <p class="field-label">"SAS token"</p>
+                        <pre class="mono body" data-testid="sas-token">{token}</pre>
+                        <button type="button" class="btn btn--small" on:click=move |_| copy(t2.clone(), "token")>"Copy token"</button>
+                        <p class="field-label">"Connection string with SharedAccessSignature"</p>
+                        <pre class="mono body" data-testid="sas-conn-string">{cs}</pre>
+                        <button type="button" class="btn btn--small" on:click=move |_| copy(cs2.clone(), "connection string")>"Copy connection string"</button>
+                        <p class="hint" role="status">{move || copied.get()}</p>
+                    }.into_any()
+                }
+                Err(e) => view! { <p class="error" data-testid="error" role="alert">{e}</p> }.into_any(),
+            })}
+        </details>
     }
 }

@@ -1,6 +1,6 @@
 //! Plain view models: what the panels show, computed from client state. Tested natively.
 
-use twinscope_proto::iothub::PropertyBag;
+use twinscope_proto::iothub::{ConnectionString, PropertyBag, SasToken};
 use twinscope_proto::mqtt::QoS;
 use twinscope_proto::session::Telemetry;
 
@@ -117,9 +117,145 @@ pub fn body_text(body: &[u8]) -> String {
     }
 }
 
+/// What the key looks like while it is hidden (never the key, nor part of it).
+pub const MASK: &str = "•••••••• (hidden)";
+
+/// The parsed fields of a connection string for display, `(label, value)`; the key (and
+/// a ready-made signature) only when `show_key`, else [`MASK`]. Errors say what is wrong.
+pub fn connection_fields(s: &str, show_key: bool) -> Result<Vec<(&'static str, String)>, String> {
+    let cs = ConnectionString::parse(s).map_err(|e| e.to_string())?;
+    let secret = |v: String| if show_key { v } else { MASK.to_string() };
+    let mut out = vec![("Hub", cs.host_name.clone())];
+    if let Some(d) = &cs.device_id {
+        out.push(("Device", d.to_string()));
+    }
+    if let Some(m) = &cs.module_id {
+        out.push(("Module", m.to_string()));
+    }
+    if let Some(n) = &cs.shared_access_key_name {
+        out.push(("Key name", n.clone()));
+    }
+    if let Some(k) = &cs.shared_access_key {
+        out.push(("Key", secret(k.to_base64())));
+    }
+    if let Some(sig) = &cs.shared_access_signature {
+        let expires = SasToken::parse(sig)
+            .map(|t| format!("ready-made token, expires {}", iso_seconds(t.expiry)))
+            .unwrap_or_else(|e| format!("ready-made token ({e})"));
+        out.push(("Signature", expires));
+        if show_key {
+            out.push(("Token", sig.clone()));
+        }
+    }
+    if let Some(g) = &cs.gateway_host_name {
+        out.push(("Gateway", g.clone()));
+    }
+    Ok(out)
+}
+
+/// `2026-11-29 23:15:00 UTC` for seconds since 1970.
+fn iso_seconds(s: u64) -> String {
+    let days = s / 86_400;
+    let (h, m, sec) = ((s / 3600) % 24, (s / 60) % 60, s % 60);
+    // Civil date from days since 1970 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{sec:02} UTC")
+}
+
+/// The SAS generator's output: a token for `conn_string` valid for `ttl_min` minutes from
+/// `now_s`, and the same connection string with that token as its SharedAccessSignature
+/// (and no key), for tools that take one.
+pub fn generate_sas(
+    conn_string: &str,
+    ttl_min: &str,
+    now_s: u64,
+) -> Result<(String, String), String> {
+    let ttl = match ttl_min.trim().parse::<u64>() {
+        Ok(m) if (1..=525_600).contains(&m) => m * 60,
+        _ => {
+            return Err(
+                "the token lifetime must be a whole number of minutes, 1 to 525600 (a year)".into(),
+            )
+        }
+    };
+    let cs = ConnectionString::parse(conn_string).map_err(|e| e.to_string())?;
+    if !cs.can_sign() {
+        return Err("this connection string has no SharedAccessKey to sign with".into());
+    }
+    let token = cs.sas_token(now_s + ttl).map_err(|e| e.to_string())?;
+    let with_sas = ConnectionString {
+        shared_access_key: None,
+        shared_access_key_name: None,
+        shared_access_signature: Some(token.clone()),
+        ..cs
+    };
+    Ok((token, with_sas.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const CS: &str = "HostName=h.azure-devices.net;DeviceId=d1;SharedAccessKey=+XLy+MVZ+aTeOnVzN2kLeB16O+kSxmz6g3rS6fAf6rw=";
+
+    #[test]
+    fn fields_hide_the_key_unless_asked() {
+        let hidden = connection_fields(CS, false).unwrap();
+        assert_eq!(hidden[0], ("Hub", "h.azure-devices.net".to_string()));
+        assert_eq!(hidden[1], ("Device", "d1".to_string()));
+        assert_eq!(hidden[2], ("Key", MASK.to_string()));
+        assert!(!format!("{hidden:?}").contains("XLy"), "no part of the key");
+        let shown = connection_fields(CS, true).unwrap();
+        assert_eq!(shown[2].1, "+XLy+MVZ+aTeOnVzN2kLeB16O+kSxmz6g3rS6fAf6rw=");
+        let err = connection_fields("HostName=h;DeviceId", false).unwrap_err();
+        assert!(!err.is_empty());
+        assert_eq!(iso_seconds(1_471_940_363), "2016-08-23 08:19:23 UTC");
+    }
+
+    #[test]
+    fn the_sas_generator_signs_and_builds_a_connection_string() {
+        // Vector V1 of the spec sheet: its device, key and expiry give its token.
+        let v1 = "HostName=iot-hub-for-test.azure-devices.net;DeviceId=iot-device-for-test;SharedAccessKey=+XLy+MVZ+aTeOnVzN2kLeB16O+kSxmz6g3rS6fAf6rw=";
+        let (token, _) = generate_sas(v1, "60", 1_471_940_363 - 3600).unwrap();
+        assert_eq!(
+            token,
+            "SharedAccessSignature sr=iot-hub-for-test.azure-devices.net%2Fdevices%2Fiot-device-for-test&sig=SIumZ1ACqqPJZ2okHDlW9MSYKykEpqsQY3z6FMOICd4%3D&se=1471940363"
+        );
+        let (token, cs) = generate_sas(CS, "60", 1_471_936_763).unwrap();
+        assert_eq!(
+            cs,
+            format!("HostName=h.azure-devices.net;DeviceId=d1;SharedAccessSignature={token}")
+        );
+        let parsed = ConnectionString::parse(&cs).unwrap();
+        assert_eq!(
+            parsed.shared_access_signature.as_deref(),
+            Some(token.as_str())
+        );
+        let key = ConnectionString::parse(CS)
+            .unwrap()
+            .shared_access_key
+            .unwrap();
+        SasToken::parse(&token)
+            .unwrap()
+            .verify_signature(&key)
+            .unwrap();
+        assert!(generate_sas(CS, "0", 0).unwrap_err().contains("minutes"));
+        assert!(generate_sas(
+            "HostName=h.azure-devices.net;DeviceId=d1;SharedAccessSignature=x",
+            "5",
+            0
+        )
+        .unwrap_err()
+        .contains("no SharedAccessKey"));
+    }
 
     #[test]
     fn method_waits() {
