@@ -191,3 +191,30 @@ async fn the_key_is_masked_and_the_sas_generator_signs_in_the_browser() {
         "the key is not in the generated string"
     );
 }
+
+#[wasm_bindgen_test]
+async fn the_telemetry_form_meters_size_and_checks_json_as_you_type() {
+    let root = mount_app();
+    leptos::task::tick().await;
+    let body = by_testid(&root, "telemetry-body");
+    type_into(&body, "{\"t\": 1");
+    leptos::task::tick().await;
+    let alert = root
+        .query_selector("[data-testid=\"error\"]")
+        .unwrap()
+        .expect("a JSON error while typing")
+        .text_content()
+        .unwrap();
+    assert!(alert.contains("not valid JSON"), "{alert}");
+    type_into(&body, &"x".repeat(5000));
+    type_into(&by_testid(&root, "telemetry-content-type"), "text/plain");
+    leptos::task::tick().await;
+    let meter = by_testid(&root, "telemetry-size").text_content().unwrap();
+    // 5000 body + 10 ("text/plain") + 5 ("utf-8") bytes: two 4 KB units.
+    assert!(meter.starts_with("5015 B of 256 KB"), "{meter}");
+    assert!(meter.contains("2 × 4 KB billing units"), "{meter}");
+    assert!(root
+        .query_selector("[data-testid=\"error\"]")
+        .unwrap()
+        .is_none());
+}

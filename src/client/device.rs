@@ -204,10 +204,19 @@ impl Device {
         self.view.update(|v| v.state = State::Disconnected);
     }
 
-    /// Sends (or queues) telemetry; returns a message for the user on refusal.
+    /// Sends (or queues) telemetry; returns a message for the user on refusal. The
+    /// message goes into the view's history (size and properties) before its events.
     pub fn send_telemetry(&self, t: Telemetry) -> Result<(), String> {
         let rc = self.rc().ok_or("not connected: connect first")?;
+        let size = t.body.len() + t.props.counted_size();
+        let props = t.props.encode(twinscope_proto::iothub::SysPrefix::Literal);
         let r = rc.borrow_mut().session.publish_telemetry(now_ms(), t);
+        match &r {
+            Ok(id) => self
+                .view
+                .update(|v| v.telemetry_queued(*id, size, props, now_ms())),
+            Err(_) => self.view.update(DeviceView::telemetry_refused),
+        }
         self.pump(&rc);
         r.map(|_| ()).map_err(|e| e.to_string())
     }

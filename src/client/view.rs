@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use serde_json::Value;
 use twinscope_proto::iothub::twin::TwinDocument;
 use twinscope_proto::mqtt::Packet;
-use twinscope_proto::session::{C2dMessage, Event, MethodCall, RequestId, State};
+use twinscope_proto::session::{C2dMessage, Event, MessageId, MethodCall, RequestId, State};
 
 use super::ConnStatus;
 
@@ -22,6 +22,8 @@ pub const DESIRED_LIMIT: usize = 200;
 pub const METHOD_LIMIT: usize = 100;
 /// Packets kept in the traffic view.
 pub const TRAFFIC_LIMIT: usize = 500;
+/// Telemetry messages kept in the send history.
+pub const HISTORY_LIMIT: usize = 50;
 
 /// A bounded list, oldest first, that drops (and counts) its oldest entry when full.
 #[derive(Clone, Debug, PartialEq)]
@@ -107,6 +109,21 @@ pub struct DesiredEntry {
     pub gap: bool,
 }
 
+/// A telemetry message the user sent, for the history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentMessage {
+    /// The session's id for it.
+    pub message: MessageId,
+    /// Bytes counted against the 256 KB limit.
+    pub size: usize,
+    /// Its properties, one line.
+    pub props: String,
+    /// Written to the socket (false while queued).
+    pub sent: bool,
+    /// Acknowledged by the hub (QoS 1).
+    pub acked: bool,
+}
+
 /// One packet in the traffic view.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrafficEntry {
@@ -137,6 +154,10 @@ pub struct DeviceView {
     pub sent: u64,
     /// QoS 1 telemetry acknowledged by the hub.
     pub acked: u64,
+    /// Telemetry the session refused to send (invalid, too large, queue full).
+    pub failed: u64,
+    /// The last telemetry messages sent, with what became of them.
+    pub history: Ring<SentMessage>,
     /// Cloud-to-device messages received.
     pub c2d: Ring<C2dMessage>,
     /// The last twin document, kept current with reported patches and desired updates.
@@ -170,6 +191,8 @@ impl DeviceView {
             renewed_at: None,
             sent: 0,
             acked: 0,
+            failed: 0,
+            history: Ring::new(HISTORY_LIMIT),
             c2d: Ring::new(C2D_LIMIT),
             twin: None,
             desired: Ring::new(DESIRED_LIMIT),
@@ -233,6 +256,36 @@ impl DeviceView {
         self.error = Some(why);
     }
 
+    /// The user's message `message` was accepted by the session (sent or queued).
+    pub fn telemetry_queued(&mut self, message: MessageId, size: usize, props: String, now: u64) {
+        let id = self.id();
+        self.history.push(
+            id,
+            now,
+            SentMessage {
+                message,
+                size,
+                props,
+                sent: false,
+                acked: false,
+            },
+        );
+    }
+
+    /// The session refused a message.
+    pub fn telemetry_refused(&mut self) {
+        self.failed += 1;
+    }
+
+    fn history_entry(&mut self, message: MessageId) -> Option<&mut SentMessage> {
+        self.history
+            .items
+            .iter_mut()
+            .rev()
+            .find(|e| e.value.message == message)
+            .map(|e| &mut e.value)
+    }
+
     /// The user answered the call `rid`.
     pub fn answered(&mut self, rid: &str) {
         self.methods.retain(|e| e.value.rid != rid);
@@ -268,8 +321,18 @@ impl DeviceView {
                 self.refusal = Some(explanation.clone());
                 self.error = Some(explanation.clone());
             }
-            Event::TelemetrySent(_) => self.sent += 1,
-            Event::TelemetryAcked(_) => self.acked += 1,
+            Event::TelemetrySent(m) => {
+                self.sent += 1;
+                if let Some(h) = self.history_entry(*m) {
+                    h.sent = true;
+                }
+            }
+            Event::TelemetryAcked(m) => {
+                self.acked += 1;
+                if let Some(h) = self.history_entry(*m) {
+                    h.acked = true;
+                }
+            }
             Event::C2d(m) => {
                 let id = self.id();
                 self.c2d.push(id, now, m.clone());
@@ -561,12 +624,21 @@ mod tests {
     }
 
     #[test]
-    fn counts_and_traffic() {
+    fn counts_history_and_traffic() {
         let mut v = DeviceView::new();
+        v.telemetry_queued(1, 10, "$.ct=application/json".into(), 5);
+        v.telemetry_queued(2, 20, String::new(), 6);
+        v.telemetry_refused();
         v.apply(&Event::TelemetrySent(1), 0);
         v.apply(&Event::TelemetrySent(2), 0);
         v.apply(&Event::TelemetryAcked(1), 0);
-        assert_eq!((v.sent, v.acked), (2, 1));
+        assert_eq!((v.sent, v.acked, v.failed), (2, 1, 1));
+        let h: Vec<(MessageId, bool, bool)> = v
+            .history
+            .iter()
+            .map(|e| (e.value.message, e.value.sent, e.value.acked))
+            .collect();
+        assert_eq!(h, vec![(1, true, true), (2, true, false)]);
         for i in 0..TRAFFIC_LIMIT + 1 {
             v.apply(
                 &Event::Traffic {

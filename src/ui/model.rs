@@ -82,6 +82,76 @@ impl TelemetryForm {
     }
 }
 
+impl TelemetryForm {
+    /// Whether the content type says the body is JSON.
+    fn is_json(&self) -> bool {
+        let ct = self.content_type.trim().to_ascii_lowercase();
+        ct == "application/json" || ct.ends_with("+json")
+    }
+
+    /// What is wrong with the body as typed: not JSON while the content type says JSON.
+    pub fn body_problem(&self) -> Option<String> {
+        if !self.is_json() || self.body.trim().is_empty() {
+            return None;
+        }
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .err()
+            .map(|e| format!("the body is not valid JSON ({e}); fix it or change the content type"))
+    }
+
+    /// The body pretty-printed, when it is JSON.
+    pub fn formatted_body(&self) -> Result<String, String> {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .map_err(|e| format!("cannot format: the body is not valid JSON ({e})"))
+            .and_then(|v| serde_json::to_string_pretty(&v).map_err(|e| e.to_string()))
+    }
+
+    /// Warnings about what the hub will make of the message.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.content_type.trim().is_empty() || self.content_encoding.trim().is_empty() {
+            w.push(
+                "without a content type and encoding (e.g. application/json, utf-8) IoT Hub routing \
+                 sees the body as base64 and cannot query it"
+                    .to_string(),
+            );
+        }
+        w
+    }
+
+    /// The size meter: bytes counted against IoT Hub's 256 KB limit (body, system property
+    /// values, application property names and values) and the 4 KB units the message is
+    /// billed as.
+    pub fn size_meter(&self) -> String {
+        let size = self.counted_size();
+        let units = size.div_ceil(4096).max(1);
+        let limit = twinscope_proto::iothub::MAX_D2C_MESSAGE_BYTES;
+        let over = if size > limit {
+            " — over the limit"
+        } else {
+            ""
+        };
+        format!(
+            "{size} B of 256 KB ({:.1}%) · {units} × 4 KB billing unit{}{over}",
+            size as f64 * 100.0 / limit as f64,
+            if units == 1 { "" } else { "s" }
+        )
+    }
+
+    fn counted_size(&self) -> usize {
+        let sys: usize = [&self.content_type, &self.content_encoding, &self.message_id]
+            .iter()
+            .map(|v| v.trim().len())
+            .sum();
+        let app: usize = self
+            .props
+            .iter()
+            .map(|(k, v)| k.trim().len() + v.len())
+            .sum();
+        self.body.len() + sys + app
+    }
+}
+
 /// `key=value` lines for a property bag, system properties first, for display.
 pub fn property_lines(p: &PropertyBag) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = p
@@ -310,6 +380,48 @@ mod tests {
         let mut bad = f;
         bad.qos = 2;
         assert!(bad.to_telemetry().unwrap_err().contains("QoS 2"));
+    }
+
+    #[test]
+    fn the_form_checks_json_meters_size_and_warns() {
+        let mut f = TelemetryForm {
+            body: "{\"t\": 1".into(),
+            content_type: "application/json".into(),
+            content_encoding: "utf-8".into(),
+            qos: 1,
+            ..TelemetryForm::default()
+        };
+        assert!(f.body_problem().unwrap().contains("not valid JSON"));
+        assert!(f.formatted_body().is_err());
+        f.body = "{\"t\":1}".into();
+        assert_eq!(f.body_problem(), None);
+        assert_eq!(f.formatted_body().unwrap(), "{\n  \"t\": 1\n}");
+        f.content_type = "text/plain".into();
+        f.body = "not json".into();
+        assert_eq!(
+            f.body_problem(),
+            None,
+            "only JSON content types are checked"
+        );
+        assert!(f.warnings().is_empty());
+        f.content_encoding.clear();
+        assert!(f.warnings()[0].contains("base64"));
+        // 8 body + 10 ("text/plain") + 0 (no encoding) + 3 ("k", "v1") = 21 bytes, one unit.
+        f.props = vec![("k".into(), "v1".into())];
+        f.body = "12345678".into();
+        assert!(
+            f.size_meter().starts_with("21 B of 256 KB"),
+            "{}",
+            f.size_meter()
+        );
+        f.body = "x".repeat(4096);
+        assert!(
+            f.size_meter().contains("2 × 4 KB billing units"),
+            "{}",
+            f.size_meter()
+        );
+        f.body = "x".repeat(262_144);
+        assert!(f.size_meter().ends_with("over the limit"));
     }
 
     #[test]

@@ -48,30 +48,49 @@ pub fn TelemetryPanel() -> impl IntoView {
             ))
         });
     };
-    let send = move |_| {
-        let form = TelemetryForm {
-            body: body.get_untracked(),
-            props: rows
-                .get_untracked()
-                .iter()
-                .map(|(_, k, v)| (k.get_untracked(), v.get_untracked()))
-                .collect(),
-            content_type: content_type.get_untracked(),
-            content_encoding: content_encoding.get_untracked(),
-            message_id: message_id.get_untracked(),
-            qos: qos.get_untracked().parse().unwrap_or(1),
-        };
-        let result = form.to_telemetry().and_then(|t| device.send_telemetry(t));
+    let form = move || TelemetryForm {
+        body: body.get(),
+        props: rows
+            .get()
+            .iter()
+            .map(|(_, k, v)| (k.get(), v.get()))
+            .collect(),
+        content_type: content_type.get(),
+        content_encoding: content_encoding.get(),
+        message_id: message_id.get(),
+        qos: qos.get().parse().unwrap_or(1),
+    };
+    let send = move || {
+        let result = form().to_telemetry().and_then(|t| device.send_telemetry(t));
         error.set(result.err());
+    };
+    let format_body = move |_| match untrack(form).formatted_body() {
+        Ok(b) => {
+            body.set(b);
+            error.set(None);
+        }
+        Err(e) => error.set(Some(e)),
+    };
+    // Ctrl+Enter (Cmd+Enter on a Mac) sends from anywhere in the form.
+    let on_key = move |ev: leptos::ev::KeyboardEvent| {
+        if ev.key() == "Enter" && (ev.ctrl_key() || ev.meta_key()) {
+            ev.prevent_default();
+            send();
+        }
     };
 
     view! {
         <h2 class="sr-only">"Telemetry"</h2>
-        <div class="form-grid">
+        <div class="form-grid" on:keydown=on_key>
             <label class="field field--wide">
                 <span class="field-label">"Body"</span>
                 <textarea class="mono" rows="5" spellcheck="false" data-testid="telemetry-body" bind:value=body></textarea>
             </label>
+            <div class="field--wide body-tools">
+                <button type="button" class="btn btn--small" on:click=format_body>"Format JSON"</button>
+                <span class="muted" data-testid="telemetry-size">{move || form().size_meter()}</span>
+            </div>
+            {move || form().body_problem().map(|e| view! { <p class="error field--wide" data-testid="error" role="alert">{e}</p> })}
             <label class="field">
                 <span class="field-label">"Content type ($.ct)"</span>
                 <input class="mono" type="text" data-testid="telemetry-content-type" bind:value=content_type />
@@ -105,17 +124,32 @@ pub fn TelemetryPanel() -> impl IntoView {
             <button type="button" class="btn btn--small" data-testid="telemetry-prop-add" on:click=add_row>"+ Add property"</button>
         </fieldset>
         <div class="actions">
-            <button type="button" class="btn btn--primary" data-testid="telemetry-send" on:click=send>
+            <button type="button" class="btn btn--primary" data-testid="telemetry-send" title="Ctrl+Enter" on:click=move |_| send()>
                 {move || match device.status() {
                     ConnStatus::Connecting | ConnStatus::Reconnecting => "Queue (reconnecting)",
                     _ => "Send",
                 }}
             </button>
             <span class="muted" data-testid="telemetry-sent-count">
-                {move || device.view().with(|v| format!("{} sent, {} acknowledged", v.sent, v.acked))}
+                {move || device.view().with(|v| format!("{} sent, {} acknowledged, {} failed", v.sent, v.acked, v.failed))}
             </span>
         </div>
+        {move || form().warnings().into_iter().map(|w| view! { <p class="hint warning">{w}</p> }).collect_view()}
         {move || error.get().map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
+        <h3 class="subhead">"Sent"</h3>
+        <ol class="list history mono" data-testid="telemetry-history" reversed>
+            <For each=move || device.view().with(|v| v.history.iter().rev().cloned().collect::<Vec<_>>()) key=|e| (e.id, e.value.sent, e.value.acked) let:e>
+                <li>
+                    {format!(
+                        "{}  {} B  {}  {}",
+                        crate::client::clock_label(e.at),
+                        e.value.size,
+                        if e.value.acked { "acknowledged" } else if e.value.sent { "sent" } else { "queued" },
+                        e.value.props,
+                    )}
+                </li>
+            </For>
+        </ol>
     }
 }
 
