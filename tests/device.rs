@@ -322,6 +322,14 @@ async fn the_app_is_a_device_telemetry_c2d_twin_desired_and_methods() {
         serde_json::from_str::<Value>(&body).unwrap(),
         json!({"status": 201, "payload": {"rebooting": true}})
     );
+    // The answered call moves to the history with its answer.
+    wait_until("the call in the history", 5_000, || {
+        all(&root, "method-answered")
+            .iter()
+            .any(|e| e.text_content().unwrap().contains("answered 201"))
+    })
+    .await;
+    assert!(all(&root, "method-request").is_empty());
 
     // The traffic log shows the packets, decoded.
     let traffic: Vec<String> = all(&root, "traffic-entry")

@@ -249,7 +249,8 @@ impl Device {
             .respond_method(now_ms(), rid, status, payload);
         self.pump(&rc);
         r.map_err(|e| e.to_string())?;
-        self.view.update(|v| v.answered(rid));
+        self.view
+            .update(|v| v.answered(rid, status, payload, now_ms()));
         Ok(())
     }
 

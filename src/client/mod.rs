@@ -9,7 +9,7 @@ pub mod view;
 pub use device::{clock_label, now_ms, Device};
 pub use hub::{fetch_demo, DemoDevice};
 pub use page::{copy_text, focus_element, page_origin};
-pub use view::{DeviceView, Entry, Ring, TrafficEntry};
+pub use view::{CallOutcome, DeviceView, Entry, PastCall, Ring, TrafficEntry};
 
 /// What the header says about the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -109,6 +109,31 @@ pub struct DesiredEntry {
     pub gap: bool,
 }
 
+/// What became of a method call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// Answered with this status and payload.
+    Answered {
+        /// The status sent.
+        status: i32,
+        /// The payload sent.
+        payload: String,
+    },
+    /// The connection was lost before it was answered: the hub dropped the call.
+    Dropped,
+}
+
+/// A method call that is no longer pending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PastCall {
+    /// The call.
+    pub call: MethodCall,
+    /// What became of it.
+    pub outcome: CallOutcome,
+    /// How long it waited (ms).
+    pub waited_ms: u64,
+}
+
 /// A telemetry message the user sent, for the history.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SentMessage {
@@ -166,6 +191,8 @@ pub struct DeviceView {
     pub desired: Ring<DesiredEntry>,
     /// Method calls not yet answered.
     pub methods: Ring<MethodCall>,
+    /// Method calls answered or dropped, newest last.
+    pub past_calls: Ring<PastCall>,
     /// Packets both ways.
     pub traffic: Ring<TrafficEntry>,
     /// Reported patches sent and not yet answered, by request.
@@ -197,6 +224,7 @@ impl DeviceView {
             twin: None,
             desired: Ring::new(DESIRED_LIMIT),
             methods: Ring::new(METHOD_LIMIT),
+            past_calls: Ring::new(METHOD_LIMIT),
             traffic: Ring::new(TRAFFIC_LIMIT),
             patches: Vec::new(),
             next_id: 1,
@@ -286,9 +314,44 @@ impl DeviceView {
             .map(|e| &mut e.value)
     }
 
-    /// The user answered the call `rid`.
-    pub fn answered(&mut self, rid: &str) {
-        self.methods.retain(|e| e.value.rid != rid);
+    /// The user answered the call `rid`: it moves to the history with the answer.
+    pub fn answered(&mut self, rid: &str, status: i32, payload: &[u8], now: u64) {
+        let payload = String::from_utf8_lossy(payload).into_owned();
+        self.finish_calls(
+            now,
+            |c| c.rid == rid,
+            || CallOutcome::Answered {
+                status,
+                payload: payload.clone(),
+            },
+        );
+    }
+
+    fn finish_calls(
+        &mut self,
+        now: u64,
+        which: impl Fn(&MethodCall) -> bool,
+        outcome: impl Fn() -> CallOutcome,
+    ) {
+        let done: Vec<Entry<MethodCall>> = self
+            .methods
+            .iter()
+            .filter(|e| which(&e.value))
+            .cloned()
+            .collect();
+        self.methods.retain(|e| !which(&e.value));
+        for e in done {
+            let id = self.id();
+            self.past_calls.push(
+                id,
+                now,
+                PastCall {
+                    waited_ms: now.saturating_sub(e.at),
+                    call: e.value,
+                    outcome: outcome(),
+                },
+            );
+        }
     }
 
     /// The user cleared the C2D inbox.
@@ -413,7 +476,7 @@ impl DeviceView {
             }
             Event::CloseTransport => {
                 // Calls the hub can no longer route an answer to are dropped by it.
-                self.methods.clear();
+                self.finish_calls(now, |_| true, || CallOutcome::Dropped);
             }
             Event::OpenTransport | Event::TokenNeeded => {}
         }
@@ -612,7 +675,7 @@ mod tests {
         };
         v.apply(&call("1"), 10);
         v.apply(&call("2"), 20);
-        v.answered("1");
+        v.answered("1", 201, b"{\"ok\":true}", 25);
         let left: Vec<&str> = v.methods.iter().map(|e| e.value.rid.as_str()).collect();
         assert_eq!(left, vec!["2"]);
         assert_eq!(v.methods.iter().next().unwrap().at, 20);
@@ -620,6 +683,31 @@ mod tests {
         assert!(
             v.methods.is_empty(),
             "the hub drops calls of a lost connection"
+        );
+        let past: Vec<(&str, CallOutcome, u64)> = v
+            .past_calls
+            .iter()
+            .map(|e| {
+                (
+                    e.value.call.rid.as_str(),
+                    e.value.outcome.clone(),
+                    e.value.waited_ms,
+                )
+            })
+            .collect();
+        assert_eq!(
+            past,
+            vec![
+                (
+                    "1",
+                    CallOutcome::Answered {
+                        status: 201,
+                        payload: "{\"ok\":true}".into()
+                    },
+                    15
+                ),
+                ("2", CallOutcome::Dropped, 10),
+            ]
         );
     }
 

@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use super::model::{body_text, method_wait, property_lines, TelemetryForm};
-use crate::client::{ConnStatus, Device, Entry};
+use crate::client::{CallOutcome, ConnStatus, Device, Entry};
 use twinscope_proto::session::C2dMessage;
 
 /// An empty state: what will appear here and how to make it appear.
@@ -158,6 +158,17 @@ pub fn C2dPanel() -> impl IntoView {
     let device = expect_context::<Device>();
     view! {
         <h2 class="sr-only">"Cloud-to-device inbox"</h2>
+        <div class="actions">
+            <span class="muted">
+                {move || device.view().with(|v| match v.c2d.dropped() {
+                    0 => format!("{} received, newest first", v.c2d.len()),
+                    d => format!("{} kept, newest first ({d} older ones dropped)", v.c2d.len()),
+                })}
+            </span>
+            <button type="button" class="btn btn--small" data-testid="c2d-clear"
+                disabled=move || device.view().with(|v| v.c2d.is_empty())
+                on:click=move |_| device.clear_c2d()>"Clear"</button>
+        </div>
         <div data-testid="c2d-list" class="list">
             <Show
                 when=move || device.view().with(|v| !v.c2d.is_empty())
@@ -308,6 +319,37 @@ pub fn MethodsPanel() -> impl IntoView {
                     }
                 </For>
             </Show>
+        </div>
+        <h3 class="subhead">"History"</h3>
+        <div data-testid="method-history" class="list">
+            <For each=move || device.view().with(|v| v.past_calls.iter().rev().cloned().collect::<Vec<_>>()) key=|e| e.id let:e>
+                <article class="card" data-testid="method-answered">
+                    <p>
+                        <span class="mono">{e.value.call.name.clone()}</span>
+                        <span class="muted">
+                            {format!(
+                                "  request {} · arrived {} · {}",
+                                e.value.call.rid,
+                                crate::client::clock_label(e.at.saturating_sub(e.value.waited_ms)),
+                                match &e.value.outcome {
+                                    CallOutcome::Answered { status, .. } =>
+                                        format!("answered {status} after {:.1} s", e.value.waited_ms as f64 / 1000.0),
+                                    CallOutcome::Dropped => format!(
+                                        "not answered: the connection was lost after {:.1} s, so the hub dropped the call",
+                                        e.value.waited_ms as f64 / 1000.0
+                                    ),
+                                }
+                            )}
+                        </span>
+                    </p>
+                    <pre class="mono body">{body_text(&e.value.call.payload)}</pre>
+                    {match &e.value.outcome {
+                        CallOutcome::Answered { payload, .. } if !payload.is_empty() =>
+                            Some(view! { <pre class="mono body">{format!("answer: {payload}")}</pre> }),
+                        _ => None,
+                    }}
+                </article>
+            </For>
         </div>
     }
 }
