@@ -189,6 +189,8 @@ pub struct DeviceView {
     pub twin: Option<TwinDocument>,
     /// Desired-property updates.
     pub desired: Ring<DesiredEntry>,
+    /// What the hub said to the last reported patch: its new version, or why not.
+    pub last_patch: Option<Result<u64, String>>,
     /// Method calls not yet answered.
     pub methods: Ring<MethodCall>,
     /// Method calls answered or dropped, newest last.
@@ -223,6 +225,7 @@ impl DeviceView {
             c2d: Ring::new(C2D_LIMIT),
             twin: None,
             desired: Ring::new(DESIRED_LIMIT),
+            last_patch: None,
             methods: Ring::new(METHOD_LIMIT),
             past_calls: Ring::new(METHOD_LIMIT),
             traffic: Ring::new(TRAFFIC_LIMIT),
@@ -419,8 +422,14 @@ impl DeviceView {
                         {
                             t.apply_reported(patch, *version);
                         }
+                        self.last_patch = Some(Ok(*version));
                     }
                     Err(e) => {
+                        let why = match e.status {
+                            Some(s) => format!("the hub refused the patch ({s}): {}", e.message),
+                            None => format!("the patch got no answer: {}", e.message),
+                        };
+                        self.last_patch = Some(Err(why.clone()));
                         self.error = Some(format!("reported patch failed: {}", e.message));
                     }
                 }
@@ -640,6 +649,7 @@ mod tests {
             },
             1,
         );
+        assert_eq!(v.last_patch, Some(Ok(2)));
         let t = v.twin.as_ref().unwrap();
         assert_eq!(
             (t.reported.version, &t.reported.properties["fw"]),
@@ -659,6 +669,12 @@ mod tests {
         assert_eq!(
             v.error.as_deref(),
             Some("reported patch failed: bad patch (400004)")
+        );
+        assert_eq!(
+            v.last_patch,
+            Some(Err(
+                "the hub refused the patch (400): bad patch (400004)".into()
+            ))
         );
         assert_eq!(v.twin.as_ref().unwrap().reported.version, 2);
     }

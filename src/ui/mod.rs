@@ -92,6 +92,16 @@ fn Header() -> impl IntoView {
                 <span class="status-dot" aria-hidden="true"></span>
                 {move || status().label()}
             </span>
+            <span
+                class="muted status-detail"
+                data-testid="conn-detail"
+                title=move || view.with(|v| v.status_text(device.now.get()))
+            >
+                {move || view.with(|v| {
+                    let text = v.status_text(device.now.get());
+                    (text != v.status().label()).then_some(text)
+                })}
+            </span>
             <span class="muted renewed" title="The SAS token is renewed before it expires">
                 {move || view.with(|v| v.renewed_at).map(|at| format!("renewed {}", crate::client::clock_label(at)))}
             </span>

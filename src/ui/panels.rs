@@ -18,6 +18,16 @@ fn Empty(title: &'static str, children: Children) -> impl IntoView {
     }
 }
 
+/// What is wrong with `text` as a JSON value (empty is fine: no payload).
+fn json_problem(text: &str) -> Option<String> {
+    if text.trim().is_empty() {
+        return None;
+    }
+    serde_json::from_str::<serde_json::Value>(text)
+        .err()
+        .map(|e| format!("not valid JSON: {e}"))
+}
+
 /// One application-property row of the telemetry form: (key for the list, name, value).
 type PropRow = (u64, RwSignal<String>, RwSignal<String>);
 
@@ -208,6 +218,35 @@ pub fn TwinPanel() -> impl IntoView {
     let device = expect_context::<Device>();
     let editor = RwSignal::new("{\n  \"firmware\": \"1.0.0\"\n}".to_string());
     let error = RwSignal::new(None::<String>);
+    let start_from_reported = move |_| {
+        let current = device.view().with_untracked(|v| {
+            v.twin.as_ref().map(|t| {
+                serde_json::to_string_pretty(&serde_json::Value::Object(
+                    t.reported.properties.clone(),
+                ))
+                .unwrap_or_default()
+            })
+        });
+        if let Some(text) = current {
+            editor.set(text);
+        }
+    };
+    let copied = RwSignal::new(None::<String>);
+    let copy_twin = move |_| {
+        let text = device.view().with_untracked(|v| {
+            v.twin
+                .as_ref()
+                .map(|t| serde_json::to_string_pretty(&t.to_json()).unwrap_or_default())
+        });
+        if let Some(text) = text {
+            leptos::task::spawn_local(async move {
+                copied.set(Some(match crate::client::copy_text(text).await {
+                    Ok(()) => "copied".into(),
+                    Err(e) => e,
+                }));
+            });
+        }
+    };
     let send = move |_| {
         let r = serde_json::from_str::<serde_json::Value>(&editor.get_untracked())
             .map_err(|e| format!("the patch is not valid JSON: {e}"))
@@ -219,6 +258,9 @@ pub fn TwinPanel() -> impl IntoView {
         <div class="actions">
             <button type="button" class="btn" data-testid="twin-get" disabled=move || !connected(device)()
                 on:click=move |_| error.set(device.get_twin().err())>"Get twin"</button>
+            <button type="button" class="btn btn--small" disabled=move || device.view().with(|v| v.twin.is_none())
+                on:click=copy_twin>"Copy JSON"</button>
+            <span class="muted" role="status">{move || copied.get()}</span>
             <Show when=move || device.view().with(|v| v.twin.is_some())>
                 <span class="muted">
                     "reported $version "
@@ -240,8 +282,18 @@ pub fn TwinPanel() -> impl IntoView {
             <span class="field-label">"Reported patch (JSON object; null deletes)"</span>
             <textarea class="mono" rows="5" spellcheck="false" data-testid="twin-reported-editor" bind:value=editor></textarea>
         </label>
+        {move || json_problem(&editor.get()).map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
         <div class="actions">
             <button type="button" class="btn btn--primary" data-testid="twin-reported-send" on:click=send>"Send reported patch"</button>
+            <button type="button" class="btn btn--small" on:click=start_from_reported
+                disabled=move || device.view().with(|v| v.twin.is_none())>"Start from current reported"</button>
+            <span class="muted" role="status">
+                {move || device.view().with(|v| match &v.last_patch {
+                    Some(Ok(version)) => format!("accepted: reported $version {version}"),
+                    Some(Err(e)) => e.clone(),
+                    None => String::new(),
+                })}
+            </span>
         </div>
         {move || error.get().map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
         <h3 class="subhead">"Desired updates"</h3>
@@ -309,6 +361,9 @@ pub fn MethodsPanel() -> impl IntoView {
                                         <span class="field-label">"Response payload (JSON, may be empty)"</span>
                                         <textarea class="mono" rows="2" data-testid="method-response" bind:value=response></textarea>
                                     </label>
+                                    {move || json_problem(&response.get()).map(|e| view! {
+                                        <p class="error" data-testid="error" role="alert">{e}</p>
+                                    })}
                                     <button type="button" class="btn btn--primary" data-testid="method-respond" on:click=respond>
                                         "Respond"
                                     </button>
