@@ -464,3 +464,63 @@ async fn a_short_lived_token_is_renewed_without_user_action() {
     );
     device.disconnect();
 }
+
+#[wasm_bindgen_test]
+async fn a_will_set_in_advanced_is_sent_by_the_hub_when_the_connection_drops() {
+    let Some((base, service)) = devhub() else {
+        return;
+    };
+    let cs = create_device(base, &service, "browser-4").await;
+    let root = mount_app();
+    leptos::task::tick().await;
+    type_into(&el(&root, "conn-will-body"), r#"{"online": false}"#);
+    type_into(
+        &el(&root, "conn-will-props"),
+        "$.ct=application/json\nreason=connection lost",
+    );
+    type_into(&el(&root, "conn-keepalive"), "30");
+    connect_ui(&root, &cs, base).await;
+    let connect = all(&root, "traffic-entry")
+        .iter()
+        .map(|e| e.text_content().unwrap())
+        .find(|t| t.contains("CONNECT"))
+        .unwrap();
+    assert!(connect.contains("keep-alive 30 s"), "{connect}");
+    let (status, _) = call(
+        base,
+        &service,
+        "POST",
+        "/devhub/faults",
+        Some(r#"{"action":"drop","device":"browser-4"}"#),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let mut will = Value::Null;
+    for _ in 0..50 {
+        let (_, events) = call(
+            base,
+            &service,
+            "GET",
+            "/devhub/events?device=browser-4",
+            None,
+        )
+        .await;
+        if let Some(w) = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["properties"]["application"]["iothub-MessageType"] == "Will")
+        {
+            will = w.clone();
+            break;
+        }
+        TimeoutFuture::new(100).await;
+    }
+    assert_eq!(will["body"], r#"{"online": false}"#, "{will}");
+    assert_eq!(
+        will["properties"]["application"]["reason"],
+        "connection lost"
+    );
+    assert_eq!(will["properties"]["system"]["$.ct"], "application/json");
+    el(&root, "disconnect").click();
+}

@@ -13,7 +13,7 @@ use leptos::wasm_bindgen::closure::Closure;
 use leptos::wasm_bindgen::JsCast;
 use serde_json::Value;
 use twinscope_proto::iothub::ConnectionString;
-use twinscope_proto::session::{DeviceSession, Event, SessionConfig, State, Telemetry};
+use twinscope_proto::session::{DeviceSession, Event, SessionConfig, State, Telemetry, Will};
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 use super::view::DeviceView;
@@ -71,6 +71,39 @@ struct Inner {
     _clock: Option<Interval>,
 }
 
+/// Connection settings beyond the connection string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// WebSocket URL; the hub's own when `None`.
+    pub endpoint: Option<String>,
+    /// SAS token lifetime in seconds.
+    pub ttl_s: u64,
+    /// CleanSession (false keeps subscriptions and unacknowledged C2D on the hub).
+    pub clean_session: bool,
+    /// Keep-alive in seconds (the session caps it at 1177).
+    pub keep_alive_s: Option<u16>,
+    /// The api-version in the user name.
+    pub api_version: Option<String>,
+    /// IoT Plug and Play model id.
+    pub model_id: Option<String>,
+    /// A will the hub sends as telemetry if the connection drops.
+    pub will: Option<Will>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            endpoint: None,
+            ttl_s: 3600,
+            clean_session: false,
+            keep_alive_s: None,
+            api_version: None,
+            model_id: None,
+            will: None,
+        }
+    }
+}
+
 /// The device handle the UI uses.
 #[derive(Clone, Copy)]
 pub struct Device {
@@ -123,20 +156,39 @@ impl Device {
         self.inner.with_value(|i| i.clone())
     }
 
-    /// Connects with a device connection string. The SAS token is signed here, in the
-    /// browser, valid for `ttl_s` seconds and renewed before it expires. `endpoint`
-    /// overrides the WebSocket URL (e.g. devhub's `ws://127.0.0.1:8080/$iothub/websocket`).
+    /// Connects with a device connection string and default settings. The SAS token is
+    /// signed here, in the browser, valid for `ttl_s` seconds and renewed before it
+    /// expires. `endpoint` overrides the WebSocket URL (e.g. devhub's
+    /// `ws://127.0.0.1:8080/$iothub/websocket`).
     pub fn connect(
         &self,
         connection_string: &str,
         endpoint: Option<&str>,
         ttl_s: u64,
     ) -> Result<(), String> {
+        self.connect_with(
+            connection_string,
+            &ConnectOptions {
+                endpoint: endpoint.map(str::to_string),
+                ttl_s,
+                ..ConnectOptions::default()
+            },
+        )
+    }
+
+    /// Connects with a device connection string and the settings in `o`.
+    pub fn connect_with(&self, connection_string: &str, o: &ConnectOptions) -> Result<(), String> {
+        let ttl_s = o.ttl_s;
         let cs = ConnectionString::parse_device(connection_string).map_err(|e| e.to_string())?;
         let identity = cs
             .identity()
             .ok_or("the connection string names no device")?;
-        let endpoint = match endpoint.map(str::trim).filter(|e| !e.is_empty()) {
+        let endpoint = match o
+            .endpoint
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
             Some(e) if e.starts_with("ws://") || e.starts_with("wss://") => e.to_string(),
             Some(e) => {
                 return Err(format!(
@@ -153,8 +205,17 @@ impl Device {
         let token = cs
             .sas_token(now / 1000 + ttl_s)
             .map_err(|e| e.to_string())?;
-        let mut session =
-            DeviceSession::new(SessionConfig::new(cs.host_name.clone(), identity.clone()));
+        let mut cfg = SessionConfig::new(cs.host_name.clone(), identity.clone());
+        cfg.clean_session = o.clean_session;
+        if let Some(k) = o.keep_alive_s {
+            cfg.keep_alive_s = k;
+        }
+        if let Some(v) = &o.api_version {
+            cfg.api_version = v.clone();
+        }
+        cfg.model_id = o.model_id.clone();
+        cfg.will = o.will.clone();
+        let mut session = DeviceSession::new(cfg);
         session
             .supply_token(now, token)
             .map_err(|e| e.to_string())?;

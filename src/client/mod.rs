@@ -6,7 +6,7 @@ mod hub;
 mod page;
 pub mod view;
 
-pub use device::{clock_label, now_ms, Device};
+pub use device::{clock_label, now_ms, ConnectOptions, Device};
 pub use hub::{fetch_demo, DemoDevice};
 pub use page::{copy_text, focus_element, page_origin};
 pub use view::{CallOutcome, DeviceView, Entry, PastCall, Ring, TrafficEntry};

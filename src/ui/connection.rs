@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use super::model::{connection_fields, generate_sas};
+use super::model::{connection_fields, generate_sas, ConnectForm};
 use crate::client::{copy_text, fetch_demo, now_ms, page_origin, ConnStatus, Device};
 
 /// Connection string, endpoint override, token lifetime, connect and disconnect.
@@ -12,7 +12,14 @@ pub fn ConnectionPanel() -> impl IntoView {
     let device = expect_context::<Device>();
     let conn_string = RwSignal::new(String::new());
     let endpoint = RwSignal::new(String::new());
-    let ttl_min = RwSignal::new("60".to_string());
+    let defaults = ConnectForm::default();
+    let ttl_min = RwSignal::new(defaults.ttl_min);
+    let clean_session = RwSignal::new(defaults.clean_session);
+    let keep_alive = RwSignal::new(defaults.keep_alive);
+    let api_version = RwSignal::new(defaults.api_version);
+    let model_id = RwSignal::new(defaults.model_id);
+    let will_body = RwSignal::new(defaults.will_body);
+    let will_props = RwSignal::new(defaults.will_props);
     let form_error = RwSignal::new(None::<String>);
     let demo_note = RwSignal::new(false);
     // The key is masked by default: the field is a password field and the parsed fields
@@ -31,20 +38,20 @@ pub fn ConnectionPanel() -> impl IntoView {
     });
 
     let connect = move |_| {
-        let ttl = match ttl_min.get_untracked().trim().parse::<u64>() {
-            Ok(m) if (1..=525_600).contains(&m) => m * 60,
-            _ => {
-                form_error.set(Some(
-                    "token lifetime must be a whole number of minutes, 1 to 525600".into(),
-                ));
-                return;
-            }
+        let form = ConnectForm {
+            endpoint: endpoint.get_untracked(),
+            ttl_min: ttl_min.get_untracked(),
+            clean_session: clean_session.get_untracked(),
+            keep_alive: keep_alive.get_untracked(),
+            api_version: api_version.get_untracked(),
+            model_id: model_id.get_untracked(),
+            will_body: will_body.get_untracked(),
+            will_props: will_props.get_untracked(),
         };
-        let ep = endpoint.get_untracked();
-        match device.connect(&conn_string.get_untracked(), Some(ep.as_str()), ttl) {
-            Ok(()) => form_error.set(None),
-            Err(e) => form_error.set(Some(e)),
-        }
+        let r = form
+            .to_options()
+            .and_then(|o| device.connect_with(&conn_string.get_untracked(), &o));
+        form_error.set(r.err());
     };
     let busy = move || device.status() != ConnStatus::Disconnected;
 
@@ -113,6 +120,30 @@ pub fn ConnectionPanel() -> impl IntoView {
                 <span class="field-label">"Token lifetime (minutes)"</span>
                 <input type="number" min="1" data-testid="conn-ttl" bind:value=ttl_min />
                 <span class="field-hint">"Renewed automatically at 80% of its life."</span>
+            </label>
+            <label class="check">
+                <input type="checkbox" data-testid="conn-clean-session" bind:checked=clean_session />
+                " CleanSession (forget subscriptions and unacknowledged C2D messages)"
+            </label>
+            <label class="field">
+                <span class="field-label">"Keep-alive (seconds, at most 1177)"</span>
+                <input type="number" min="0" max="1177" data-testid="conn-keepalive" bind:value=keep_alive />
+            </label>
+            <label class="field">
+                <span class="field-label">"api-version"</span>
+                <input class="mono" type="text" data-testid="conn-api-version" bind:value=api_version />
+            </label>
+            <label class="field">
+                <span class="field-label">"Plug and Play model id"</span>
+                <input class="mono" type="text" data-testid="conn-model-id" placeholder="dtmi:com:example:Thermostat;1" bind:value=model_id />
+            </label>
+            <label class="field">
+                <span class="field-label">"Will message (sent by the hub as telemetry if the connection drops)"</span>
+                <textarea class="mono" rows="2" data-testid="conn-will-body" placeholder="{\"online\": false}" bind:value=will_body></textarea>
+            </label>
+            <label class="field">
+                <span class="field-label">"Will properties (name=value, one a line; $.ct sets the content type)"</span>
+                <textarea class="mono" rows="2" data-testid="conn-will-props" placeholder="$.ct=application/json" bind:value=will_props></textarea>
             </label>
         </details>
         <div class="actions">

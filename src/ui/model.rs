@@ -1,6 +1,9 @@
 //! Plain view models: what the panels show, computed from client state. Tested natively.
 
 use twinscope_proto::iothub::{ConnectionString, PropertyBag, SasToken};
+use twinscope_proto::session::{Will, MAX_KEEP_ALIVE_S};
+
+use crate::client::ConnectOptions;
 use twinscope_proto::mqtt::QoS;
 use twinscope_proto::session::Telemetry;
 
@@ -187,6 +190,111 @@ pub fn body_text(body: &[u8]) -> String {
     }
 }
 
+/// The connection form's settings as typed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectForm {
+    /// WebSocket URL override.
+    pub endpoint: String,
+    /// Token lifetime in minutes.
+    pub ttl_min: String,
+    /// CleanSession.
+    pub clean_session: bool,
+    /// Keep-alive in seconds.
+    pub keep_alive: String,
+    /// api-version.
+    pub api_version: String,
+    /// Plug and Play model id.
+    pub model_id: String,
+    /// Will body (empty: no will).
+    pub will_body: String,
+    /// Will properties, one `name=value` a line; `$.ct`, `$.ce`, `$.mid` and the other
+    /// system names set system properties.
+    pub will_props: String,
+}
+
+impl Default for ConnectForm {
+    fn default() -> Self {
+        ConnectForm {
+            endpoint: String::new(),
+            ttl_min: "60".into(),
+            clean_session: false,
+            keep_alive: "60".into(),
+            api_version: twinscope_proto::iothub::API_VERSION.into(),
+            model_id: String::new(),
+            will_body: String::new(),
+            will_props: String::new(),
+        }
+    }
+}
+
+impl ConnectForm {
+    /// The settings to connect with, or what is wrong with the form.
+    pub fn to_options(&self) -> Result<ConnectOptions, String> {
+        let ttl_s = match self.ttl_min.trim().parse::<u64>() {
+            Ok(m) if (1..=525_600).contains(&m) => m * 60,
+            _ => {
+                return Err("token lifetime must be a whole number of minutes, 1 to 525600".into())
+            }
+        };
+        let keep_alive_s = match self.keep_alive.trim().parse::<u16>() {
+            Ok(k) if k <= MAX_KEEP_ALIVE_S => k,
+            _ => {
+                return Err(format!(
+                    "keep-alive must be 0 to {MAX_KEEP_ALIVE_S} seconds (the hub waits 1.5 times it, at most 1767 s)"
+                ))
+            }
+        };
+        let api = self.api_version.trim();
+        if !(api.len() == 10
+            && api.chars().enumerate().all(|(i, c)| {
+                if i == 4 || i == 7 {
+                    c == '-'
+                } else {
+                    c.is_ascii_digit()
+                }
+            }))
+        {
+            return Err(format!(
+                "api-version {api:?} must be a date like {}",
+                twinscope_proto::iothub::API_VERSION
+            ));
+        }
+        let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+        let will = if self.will_body.is_empty() && self.will_props.trim().is_empty() {
+            None
+        } else {
+            let mut props = PropertyBag::default();
+            for (i, line) in self.will_props.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let (k, v) = line
+                    .split_once('=')
+                    .ok_or_else(|| format!("will property line {} must be name=value", i + 1))?;
+                props
+                    .set(k.trim(), v.trim())
+                    .map_err(|e| format!("will property line {}: {e}", i + 1))?;
+            }
+            props
+                .validate_d2c()
+                .map_err(|e| format!("will properties: {e}"))?;
+            Some(Will {
+                body: self.will_body.clone().into_bytes(),
+                props,
+            })
+        };
+        Ok(ConnectOptions {
+            endpoint: opt(&self.endpoint),
+            ttl_s,
+            clean_session: self.clean_session,
+            keep_alive_s: Some(keep_alive_s),
+            api_version: Some(api.to_string()),
+            model_id: opt(&self.model_id),
+            will,
+        })
+    }
+}
+
 /// What the key looks like while it is hidden (never the key, nor part of it).
 pub const MASK: &str = "•••••••• (hidden)";
 
@@ -275,6 +383,44 @@ mod tests {
     use super::*;
 
     const CS: &str = "HostName=h.azure-devices.net;DeviceId=d1;SharedAccessKey=+XLy+MVZ+aTeOnVzN2kLeB16O+kSxmz6g3rS6fAf6rw=";
+
+    #[test]
+    fn the_connect_form_checks_its_settings_and_builds_a_will() {
+        let f = ConnectForm {
+            will_body: "{\"online\": false}".into(),
+            will_props: "$.ct=application/json\n\nreason = lost".into(),
+            model_id: " dtmi:com:example:Thermostat;1 ".into(),
+            clean_session: true,
+            ..ConnectForm::default()
+        };
+        let o = f.to_options().unwrap();
+        assert_eq!(
+            (o.ttl_s, o.keep_alive_s, o.clean_session),
+            (3600, Some(60), true)
+        );
+        assert_eq!(o.model_id.as_deref(), Some("dtmi:com:example:Thermostat;1"));
+        assert_eq!(o.endpoint, None);
+        let will = o.will.unwrap();
+        assert_eq!(
+            will.props.system.content_type.as_deref(),
+            Some("application/json")
+        );
+        assert_eq!(
+            will.props.app,
+            vec![("reason".to_string(), Some("lost".to_string()))]
+        );
+        let bad = |g: fn(&mut ConnectForm)| {
+            let mut f = ConnectForm::default();
+            g(&mut f);
+            f.to_options().unwrap_err()
+        };
+        assert!(bad(|f| f.keep_alive = "3000".into()).contains("1177"));
+        assert!(bad(|f| f.ttl_min = "0".into()).contains("minutes"));
+        assert!(bad(|f| f.api_version = "latest".into()).contains("date"));
+        assert!(bad(|f| f.will_props = "no equals sign".into()).contains("line 1"));
+        assert!(bad(|f| f.will_props = "a=1\na=2".into()).contains("line 2"));
+        assert!(ConnectForm::default().to_options().unwrap().will.is_none());
+    }
 
     #[test]
     fn fields_hide_the_key_unless_asked() {

@@ -843,3 +843,35 @@ fn a_keep_alive_over_the_hubs_limit_is_capped_in_connect_and_in_the_ping_timer()
     h.at(T0 + 1_177_000);
     assert!(h.out().contains(&Packet::PingReq));
 }
+
+#[test]
+fn connect_carries_the_will_api_version_and_model_id_asked_for() {
+    let mut h = H::new(|c| {
+        let mut props = twinscope_proto::iothub::PropertyBag::default();
+        props.system.content_type = Some("application/json".into());
+        props.app.push(("reason".into(), Some("lost".into())));
+        c.will = Some(twinscope_proto::session::Will {
+            body: br#"{"online":false}"#.to_vec(),
+            props,
+        });
+        c.api_version = "2020-09-30".into();
+        c.model_id = Some("dtmi:com:example:Thermostat;1".into());
+        c.clean_session = true;
+    });
+    h.s.connect(h.now).unwrap();
+    h.s.handle_opened(h.now);
+    let out = h.out();
+    let Some(Packet::Connect(c)) = out.last() else {
+        panic!("{out:?}")
+    };
+    let will = c.last_will.as_ref().expect("a will");
+    assert_eq!(
+        will.topic,
+        "devices/dev-1/messages/events/$.ct=application%2Fjson&reason=lost"
+    );
+    assert_eq!(will.message, br#"{"online":false}"#);
+    assert_eq!(will.qos, QoS::AtLeastOnce);
+    let user = c.username.as_deref().unwrap();
+    assert!(user.starts_with("hub.example/dev-1/?api-version=2020-09-30&model-id=dtmi%3Acom%3Aexample%3AThermostat%3B1"), "{user}");
+    assert!(c.clean_session);
+}

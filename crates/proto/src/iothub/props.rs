@@ -181,6 +181,28 @@ impl PropertyBag {
         Ok(bag)
     }
 
+    /// Sets property `name` (a system name such as `$.ct` sets the system property;
+    /// any other name adds an application property). A name set twice is an error.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), PropertyError> {
+        if name.is_empty() {
+            return Err(PropertyError::EmptyName);
+        }
+        match self.system.slot(name) {
+            Some(slot) if slot.is_some() => Err(PropertyError::Duplicate(name.to_string())),
+            Some(slot) => {
+                *slot = Some(value.to_string());
+                Ok(())
+            }
+            None if self.app.iter().any(|(k, _)| k == name) => {
+                Err(PropertyError::Duplicate(name.to_string()))
+            }
+            None => {
+                self.app.push((name.to_string(), Some(value.to_string())));
+                Ok(())
+            }
+        }
+    }
+
     /// Writes the bag: system properties first (fixed order), then application properties
     /// in order; names and values percent-encoded.
     pub fn encode(&self, prefix: SysPrefix) -> String {

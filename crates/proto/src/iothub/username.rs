@@ -5,7 +5,6 @@
 
 use super::encoding::{decode, encode};
 use super::identity::{DeviceId, Identity, IdentityError, ModuleId};
-use super::API_VERSION;
 
 /// A parsed user name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,14 +32,19 @@ pub enum UsernameError {
 }
 
 impl Username {
-    /// Builds the user name twinscope sends.
+    /// Builds the user name twinscope sends, naming `api_version` (e.g. [`crate::iothub::API_VERSION`]).
     pub fn build(
         host: &str,
         id: &Identity,
+        api_version: &str,
         model_id: Option<&str>,
         client_type: Option<&str>,
     ) -> String {
-        let mut s = format!("{host}/{}/?api-version={API_VERSION}", id.client_id());
+        let mut s = format!(
+            "{host}/{}/?api-version={}",
+            id.client_id(),
+            encode(api_version)
+        );
         if let Some(m) = model_id {
             s.push_str("&model-id=");
             s.push_str(&encode(m));
@@ -110,21 +114,22 @@ impl Username {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::iothub::API_VERSION;
 
     #[test]
     fn builds_the_documented_form() {
         let id = Identity::device(DeviceId::new("dev-01").unwrap());
         assert_eq!(
-            Username::build("h.net", &id, None, None),
+            Username::build("h.net", &id, API_VERSION, None, None),
             "h.net/dev-01/?api-version=2021-04-12"
         );
         assert_eq!(
-            Username::build("h.net", &id, Some("dtmi:com:example:Thermostat;1"), Some("twinscope/0.1 (browser)")),
+            Username::build("h.net", &id, API_VERSION, Some("dtmi:com:example:Thermostat;1"), Some("twinscope/0.1 (browser)")),
             "h.net/dev-01/?api-version=2021-04-12&model-id=dtmi%3Acom%3Aexample%3AThermostat%3B1&DeviceClientType=twinscope%2F0.1%20%28browser%29"
         );
         let m = Identity::module(DeviceId::new("d").unwrap(), ModuleId::new("m").unwrap());
         assert_eq!(
-            Username::build("h", &m, None, None),
+            Username::build("h", &m, API_VERSION, None, None),
             "h/d/m/?api-version=2021-04-12"
         );
     }
@@ -158,7 +163,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let id = Identity::module(DeviceId::new("d.1").unwrap(), ModuleId::new("m-2").unwrap());
-        let s = Username::build("hub.example", &id, Some("dtmi:x;1"), None);
+        let s = Username::build("hub.example", &id, API_VERSION, Some("dtmi:x;1"), None);
         let u = Username::parse(&s).unwrap();
         assert_eq!(u.identity, id);
         assert_eq!(u.param("model-id"), Some("dtmi:x;1"));

@@ -46,7 +46,7 @@ use crate::iothub::{
     MAX_D2C_MESSAGE_BYTES, MAX_METHOD_PAYLOAD_BYTES,
 };
 use crate::mqtt::{
-    ConnAck, Connect, ConnectReturnCode, Decoder, Packet, PacketId, Publish, QoS, QosPid,
+    ConnAck, Connect, ConnectReturnCode, Decoder, LastWill, Packet, PacketId, Publish, QoS, QosPid,
     SubAckCode, Subscribe, SubscribeFilter,
 };
 
@@ -102,6 +102,18 @@ pub struct SessionConfig {
     pub reconnect: ReconnectPolicy,
     /// Fraction of a token's life after which a new one is asked for.
     pub renew_at: f64,
+    /// A will: telemetry the hub sends for the device if the connection drops without a
+    /// DISCONNECT.
+    pub will: Option<Will>,
+}
+
+/// A will message: body and properties, sent by the hub as the device's telemetry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Will {
+    /// The body.
+    pub body: Vec<u8>,
+    /// Its properties (the topic's property bag).
+    pub props: PropertyBag,
 }
 
 impl SessionConfig {
@@ -122,6 +134,7 @@ impl SessionConfig {
             connack_timeout_ms: 30_000,
             reconnect: ReconnectPolicy::default(),
             renew_at: 0.8,
+            will: None,
         }
     }
 }
@@ -555,10 +568,20 @@ impl DeviceSession {
             client_id: id.client_id(),
             keep_alive: self.cfg.keep_alive_s.min(MAX_KEEP_ALIVE_S),
             clean_session: self.cfg.clean_session,
-            last_will: None,
+            last_will: self.cfg.will.as_ref().map(|w| LastWill {
+                topic: Topic::Telemetry {
+                    identity: id.clone(),
+                    props: w.props.clone(),
+                }
+                .to_topic(SysPrefix::Literal),
+                message: w.body.clone(),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+            }),
             username: Some(Username::build(
                 &self.cfg.host,
                 id,
+                &self.cfg.api_version,
                 self.cfg.model_id.as_deref(),
                 self.cfg.client_type.as_deref(),
             )),
