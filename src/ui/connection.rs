@@ -21,7 +21,8 @@ pub fn ConnectionPanel() -> impl IntoView {
     let will_body = RwSignal::new(defaults.will_body);
     let will_props = RwSignal::new(defaults.will_props);
     let form_error = RwSignal::new(None::<String>);
-    let demo_note = RwSignal::new(false);
+    // The demo device's connection string, while devhub offers one.
+    let demo_cs = RwSignal::new(None::<String>);
     // The key is masked by default: the field is a password field and the parsed fields
     // show a mask, so the key is not in the page's text until the user asks.
     let show_key = RwSignal::new(false);
@@ -30,9 +31,9 @@ pub fn ConnectionPanel() -> impl IntoView {
     leptos::task::spawn_local(async move {
         if let Some(demo) = fetch_demo(&page_origin()).await {
             if conn_string.get_untracked().is_empty() {
-                conn_string.set(demo.connection_string);
+                conn_string.set(demo.connection_string.clone());
                 endpoint.set(demo.websocket_url);
-                demo_note.set(true);
+                demo_cs.set(Some(demo.connection_string));
             }
         }
     });
@@ -57,7 +58,7 @@ pub fn ConnectionPanel() -> impl IntoView {
 
     view! {
         <h2 class="side-title">"Connection"</h2>
-        <Show when=move || demo_note.get()>
+        <Show when=move || demo_cs.with(|d| d.as_deref() == Some(conn_string.get().as_str()))>
             <p class="hint">"devhub's demo device is filled in. Connect to try it."</p>
         </Show>
         <label class="field">

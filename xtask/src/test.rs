@@ -159,7 +159,7 @@ pub fn run() -> ExitCode {
         "native tests (cargo test --workspace)",
         tools
             .cmd("cargo")
-            .args(["test", "--workspace"])
+            .args(["test", "--workspace", "--exclude", "twinscope-e2e"])
             .env("MOSQUITTO", &tools.mosquitto)
             .env("TWINSCOPE_REQUIRE_MOSQUITTO", "1"),
     );
@@ -226,6 +226,37 @@ pub fn run() -> ExitCode {
     }
     drop(hub);
 
+    step("end to end: build the release app (trunk build --release), serve it from devhub");
+    let app_built = tools
+        .cmd("trunk")
+        .args(["build", "--release"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let e2e = if app_built {
+        DevhubProcess::start_with(&["--app", "dist", "--demo"])
+            .and_then(|hub| Chromedriver::start(&tools.chromedriver).map(|cd| (hub, cd)))
+    } else {
+        Err("trunk build --release failed".to_string())
+    };
+    match &e2e {
+        Ok((hub, cd)) => t.tests(
+            "end to end: a new user in headless Chromium through WebDriver (screenshots in docs/)",
+            tools
+                .cmd("cargo")
+                .args(["test", "--package", "twinscope-e2e"])
+                .env("TWINSCOPE_E2E_URL", &hub.url)
+                .env("TWINSCOPE_E2E_SERVICE", &hub.service)
+                .env("TWINSCOPE_E2E_WEBDRIVER", &cd.url)
+                .env("TWINSCOPE_REQUIRE_E2E", "1"),
+        ),
+        Err(e) => {
+            println!("could not set up the end-to-end test: {e}");
+            t.failed += 1;
+            t.failures.push("end-to-end setup".into());
+        }
+    }
+    drop(e2e);
+
     println!();
     if !t.failures.is_empty() {
         println!("failed: {}", t.failures.join("; "));
@@ -246,19 +277,18 @@ struct DevhubProcess {
 }
 
 impl DevhubProcess {
+    /// devhub for the browser tests: their pages are served by wasm-bindgen-test-runner
+    /// on a port of its own, so that origin is allowed.
     fn start() -> Result<DevhubProcess, String> {
+        DevhubProcess::start_with(&["--allow-origin", "http://127.0.0.1:*"])
+    }
+
+    fn start_with(extra: &[&str]) -> Result<DevhubProcess, String> {
         let bin = crate::util::root().join("target/debug/devhub");
         let mut child = Command::new(&bin)
-            // The test pages are served by wasm-bindgen-test-runner on a port of its own.
-            .args([
-                "serve",
-                "--in-memory",
-                "--listen",
-                "127.0.0.1:0",
-                "--quiet",
-                "--allow-origin",
-                "http://127.0.0.1:*",
-            ])
+            .args(["serve", "--in-memory", "--listen", "127.0.0.1:0", "--quiet"])
+            .args(extra)
+            .current_dir(crate::util::root())
             .stdout(Stdio::piped())
             .spawn()
             .map_err(|e| format!("{}: {e}", bin.display()))?;
@@ -297,6 +327,44 @@ impl DevhubProcess {
 }
 
 impl Drop for DevhubProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// chromedriver on a free loopback port, stopped on drop.
+struct Chromedriver {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Chromedriver {
+    fn start(bin: &std::path::Path) -> Result<Chromedriver, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let child = Command::new(bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{}: {e}", bin.display()))?;
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(Chromedriver { child, url });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let mut c = Chromedriver { child, url };
+        let _ = c.child.kill();
+        Err("chromedriver did not start listening".into())
+    }
+}
+
+impl Drop for Chromedriver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
