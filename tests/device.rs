@@ -221,6 +221,14 @@ async fn the_app_is_a_device_telemetry_c2d_twin_desired_and_methods() {
     assert_eq!(ev["properties"]["application"]["alert"], "too hot");
     assert_eq!(ev["properties"]["system"]["$.ct"], "application/json");
     assert_eq!(ev["body"], r#"{"temperature": 30}"#);
+    // No message id was fixed: the app made a fresh one for the message.
+    let mid = ev["properties"]["system"]["$.mid"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        mid.len() == 32 && mid.chars().all(|c| c.is_ascii_hexdigit()),
+        "{mid:?}"
+    );
 
     // C2D through the REST API shows up in the inbox with its properties, as text.
     let (status, _) = finish(request(

@@ -30,3 +30,19 @@ pub async fn copy_text(text: String) -> Result<(), String> {
         .map(|_| ())
         .map_err(|_| "the browser did not allow copying; select the text and copy it".to_string())
 }
+
+/// A new message id: 32 hex digits from the browser's crypto generator (or its clock and
+/// `Math.random` where that is missing).
+pub fn fresh_message_id() -> String {
+    let mut bytes = [0u8; 16];
+    let filled = web_sys::window()
+        .and_then(|w| w.crypto().ok())
+        .is_some_and(|c| c.get_random_values_with_u8_array(&mut bytes).is_ok());
+    if !filled {
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = ((js_sys::Math::random() * 256.0) as u8)
+                ^ (js_sys::Date::now() as u64 >> (i % 8)) as u8;
+        }
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -51,6 +51,12 @@ pub struct TelemetryForm {
     pub content_encoding: String,
     /// `$.mid`.
     pub message_id: String,
+    /// `$.cid`.
+    pub correlation_id: String,
+    /// `$.sub`: the Plug and Play component.
+    pub component: String,
+    /// `$.ctime`: creation time (ISO-8601), if given.
+    pub creation_time: String,
     /// 0 or 1.
     pub qos: u8,
 }
@@ -58,12 +64,35 @@ pub struct TelemetryForm {
 impl TelemetryForm {
     /// The message to send, or what is wrong with the form. Rows with an empty name and
     /// value are ignored; a value without a name is an error.
+    /// `fresh_id` makes a message id when none is fixed in the form (one per message).
+    pub fn to_telemetry_with(
+        &self,
+        fresh_id: impl FnOnce() -> String,
+    ) -> Result<Telemetry, String> {
+        let mut t = self.to_telemetry()?;
+        if t.props.system.message_id.is_none() {
+            t.props.system.message_id = Some(fresh_id());
+        }
+        Ok(t)
+    }
+
+    /// The message as the form says it (no message id unless one is fixed).
     pub fn to_telemetry(&self) -> Result<Telemetry, String> {
         let mut props = PropertyBag::default();
         let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
         props.system.content_type = opt(&self.content_type);
         props.system.content_encoding = opt(&self.content_encoding);
         props.system.message_id = opt(&self.message_id);
+        props.system.correlation_id = opt(&self.correlation_id);
+        props.system.component = opt(&self.component);
+        if let Some(t) = opt(&self.creation_time) {
+            if chrono_like(&t).is_none() {
+                return Err(format!(
+                    "creation time {t:?} must be an ISO-8601 UTC time like 2026-11-29T12:00:00Z"
+                ));
+            }
+            props.system.creation_time = Some(t);
+        }
         for (i, (k, v)) in self.props.iter().enumerate() {
             match (k.trim().is_empty(), v.is_empty()) {
                 (true, true) => continue,
@@ -142,10 +171,17 @@ impl TelemetryForm {
     }
 
     fn counted_size(&self) -> usize {
-        let sys: usize = [&self.content_type, &self.content_encoding, &self.message_id]
-            .iter()
-            .map(|v| v.trim().len())
-            .sum();
+        let sys: usize = [
+            &self.content_type,
+            &self.content_encoding,
+            &self.message_id,
+            &self.correlation_id,
+            &self.component,
+            &self.creation_time,
+        ]
+        .iter()
+        .map(|v| v.trim().len())
+        .sum();
         let app: usize = self
             .props
             .iter()
@@ -153,6 +189,28 @@ impl TelemetryForm {
             .sum();
         self.body.len() + sys + app
     }
+}
+
+/// `Some(())` for `YYYY-MM-DDTHH:MM:SS[.fff]Z`.
+fn chrono_like(t: &str) -> Option<()> {
+    let b = t.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let ok = b.len() >= 20
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b.last() == Some(&b'Z')
+        && (b.len() == 20 || (b[19] == b'.' && digits(20..b.len() - 1)));
+    ok.then_some(())
 }
 
 /// `key=value` lines for a property bag, system properties first, for display.
@@ -500,6 +558,7 @@ mod tests {
             content_encoding: " utf-8 ".into(),
             message_id: "".into(),
             qos: 1,
+            ..TelemetryForm::default()
         };
         let t = f.to_telemetry().unwrap();
         assert_eq!(
@@ -508,6 +567,23 @@ mod tests {
         );
         assert_eq!(t.props.system.content_encoding.as_deref(), Some("utf-8"));
         assert_eq!(t.props.system.message_id, None);
+        let t = f.to_telemetry_with(|| "generated-1".into()).unwrap();
+        assert_eq!(t.props.system.message_id.as_deref(), Some("generated-1"));
+        let mut fixed = f.clone();
+        fixed.message_id = "m-7".into();
+        fixed.correlation_id = "c-1".into();
+        fixed.component = "thermostat1".into();
+        fixed.creation_time = "2026-11-29T12:00:00.123Z".into();
+        let t = fixed.to_telemetry_with(|| unreachable!()).unwrap();
+        assert_eq!(t.props.system.message_id.as_deref(), Some("m-7"));
+        assert_eq!(t.props.system.correlation_id.as_deref(), Some("c-1"));
+        assert_eq!(t.props.system.component.as_deref(), Some("thermostat1"));
+        assert_eq!(
+            t.props.system.creation_time.as_deref(),
+            Some("2026-11-29T12:00:00.123Z")
+        );
+        fixed.creation_time = "yesterday".into();
+        assert!(fixed.to_telemetry().unwrap_err().contains("ISO-8601"));
         assert_eq!(
             t.props.app,
             vec![("alert".to_string(), Some("on".to_string()))]

@@ -42,6 +42,9 @@ pub fn TelemetryPanel() -> impl IntoView {
     let content_type = RwSignal::new("application/json".to_string());
     let content_encoding = RwSignal::new("utf-8".to_string());
     let message_id = RwSignal::new(String::new());
+    let correlation_id = RwSignal::new(String::new());
+    let component = RwSignal::new(String::new());
+    let creation_time = RwSignal::new(String::new());
     let qos = RwSignal::new("1".to_string());
     let next_row = StoredValue::new(0u64);
     let rows: RwSignal<Vec<PropRow>> = RwSignal::new(Vec::new());
@@ -68,10 +71,15 @@ pub fn TelemetryPanel() -> impl IntoView {
         content_type: content_type.get(),
         content_encoding: content_encoding.get(),
         message_id: message_id.get(),
+        correlation_id: correlation_id.get(),
+        component: component.get(),
+        creation_time: creation_time.get(),
         qos: qos.get().parse().unwrap_or(1),
     };
     let send = move || {
-        let result = form().to_telemetry().and_then(|t| device.send_telemetry(t));
+        let result = form()
+            .to_telemetry_with(crate::client::fresh_message_id)
+            .and_then(|t| device.send_telemetry(t));
         error.set(result.err());
     };
     let format_body = move |_| match untrack(form).formatted_body() {
@@ -111,7 +119,19 @@ pub fn TelemetryPanel() -> impl IntoView {
             </label>
             <label class="field">
                 <span class="field-label">"Message id ($.mid)"</span>
-                <input class="mono" type="text" data-testid="telemetry-message-id" placeholder="optional" bind:value=message_id />
+                <input class="mono" type="text" data-testid="telemetry-message-id" placeholder="a new one per message" bind:value=message_id />
+            </label>
+            <label class="field">
+                <span class="field-label">"Correlation id ($.cid)"</span>
+                <input class="mono" type="text" data-testid="telemetry-correlation-id" placeholder="optional" bind:value=correlation_id />
+            </label>
+            <label class="field">
+                <span class="field-label">"Component ($.sub)"</span>
+                <input class="mono" type="text" data-testid="telemetry-component" placeholder="optional" bind:value=component />
+            </label>
+            <label class="field">
+                <span class="field-label">"Creation time ($.ctime)"</span>
+                <input class="mono" type="text" data-testid="telemetry-creation-time" placeholder="2026-11-29T12:00:00Z (optional)" bind:value=creation_time />
             </label>
             <label class="field">
                 <span class="field-label">"QoS"</span>
@@ -345,8 +365,9 @@ pub fn MethodsPanel() -> impl IntoView {
                         };
                         view! {
                             <article class="card" data-testid="method-request">
-                                <p>
+                                <p class="card-meta">
                                     <span class="mono" data-testid="method-name">{call.name.clone()}</span>
+                                    <span class="muted mono">{format!("  request {}  ", call.rid)}</span>
                                     <span class="muted method-wait">
                                         {move || method_wait(arrived, device.now.get())}
                                     </span>
@@ -379,7 +400,7 @@ pub fn MethodsPanel() -> impl IntoView {
         <div data-testid="method-history" class="list">
             <For each=move || device.view().with(|v| v.past_calls.iter().rev().cloned().collect::<Vec<_>>()) key=|e| e.id let:e>
                 <article class="card" data-testid="method-answered">
-                    <p>
+                    <p class="card-meta">
                         <span class="mono">{e.value.call.name.clone()}</span>
                         <span class="muted">
                             {format!(
