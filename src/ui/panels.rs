@@ -18,6 +18,38 @@ fn Empty(title: &'static str, children: Children) -> impl IntoView {
     }
 }
 
+/// A JSON value as a collapsible tree: objects and arrays fold (open at first), leaves
+/// read as JSON (`"key": value`). Keys and strings are text nodes, never HTML.
+fn json_tree(key: Option<&str>, v: &serde_json::Value) -> AnyView {
+    let label = key.map(|k| format!("{}: ", serde_json::Value::String(k.to_string())));
+    match v {
+        serde_json::Value::Object(o) if !o.is_empty() => {
+            let children: Vec<AnyView> = o.iter().map(|(k, v)| json_tree(Some(k), v)).collect();
+            view! {
+                <details class="json-node" open>
+                    <summary>{label.unwrap_or_default()}{format!("{{ {} }}", o.len())}</summary>
+                    <div class="json-children">{children}</div>
+                </details>
+            }
+            .into_any()
+        }
+        serde_json::Value::Array(a) if !a.is_empty() => {
+            let children: Vec<AnyView> = a.iter().map(|v| json_tree(None, v)).collect();
+            view! {
+                <details class="json-node" open>
+                    <summary>{label.unwrap_or_default()}{format!("[ {} ]", a.len())}</summary>
+                    <div class="json-children">{children}</div>
+                </details>
+            }
+            .into_any()
+        }
+        leaf => {
+            view! { <div class="json-leaf">{label.unwrap_or_default()}{leaf.to_string()}</div> }
+                .into_any()
+        }
+    }
+}
+
 /// What is wrong with `text` as a JSON value (empty is fine: no payload).
 fn json_problem(text: &str) -> Option<String> {
     if text.trim().is_empty() {
@@ -251,6 +283,7 @@ pub fn TwinPanel() -> impl IntoView {
             editor.set(text);
         }
     };
+    let raw = RwSignal::new(false);
     let copied = RwSignal::new(None::<String>);
     let copy_twin = move |_| {
         let text = device.view().with_untracked(|v| {
@@ -294,10 +327,19 @@ pub fn TwinPanel() -> impl IntoView {
                 </span>
             </Show>
         </div>
-        <pre class="mono body" data-testid="twin-document">
-            {move || device.view().with(|v| v.twin.as_ref().map(|t| serde_json::to_string_pretty(&t.to_json()).unwrap_or_default()))
-                .unwrap_or_else(|| "Connect to fetch the device twin.".into())}
-        </pre>
+        <label class="check">
+            <input type="checkbox" bind:checked=raw />
+            " Raw JSON"
+        </label>
+        <div class="mono body twin-doc" data-testid="twin-document">
+            {move || device.view().with(|v| match &v.twin {
+                None => "Connect to fetch the device twin.".into_any(),
+                Some(t) if raw.get() => view! {
+                    <pre>{serde_json::to_string_pretty(&t.to_json()).unwrap_or_default()}</pre>
+                }.into_any(),
+                Some(t) => json_tree(None, &t.to_json()),
+            })}
+        </div>
         <label class="field">
             <span class="field-label">"Reported patch (JSON object; null deletes)"</span>
             <textarea class="mono" rows="5" spellcheck="false" data-testid="twin-reported-editor" bind:value=editor></textarea>
