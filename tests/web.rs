@@ -218,3 +218,27 @@ async fn the_telemetry_form_meters_size_and_checks_json_as_you_type() {
         .unwrap()
         .is_none());
 }
+
+#[wasm_bindgen_test]
+async fn property_problems_show_as_you_type() {
+    let root = mount_app();
+    leptos::task::tick().await;
+    by_testid(&root, "telemetry-prop-add").click();
+    leptos::task::tick().await;
+    type_into(&by_testid(&root, "telemetry-prop-key"), "$.mid");
+    type_into(&by_testid(&root, "telemetry-prop-value"), "x");
+    leptos::task::tick().await;
+    let alert = root
+        .query_selector("[data-testid=\"error\"]")
+        .unwrap()
+        .expect("a property error while typing")
+        .text_content()
+        .unwrap();
+    assert!(alert.contains("reserved"), "{alert}");
+    type_into(&by_testid(&root, "telemetry-prop-key"), "alert");
+    leptos::task::tick().await;
+    assert!(root
+        .query_selector("[data-testid=\"error\"]")
+        .unwrap()
+        .is_none());
+}

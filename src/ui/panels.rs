@@ -140,7 +140,13 @@ pub fn TelemetryPanel() -> impl IntoView {
                 <button type="button" class="btn btn--small" on:click=format_body>"Format JSON"</button>
                 <span class="muted" data-testid="telemetry-size">{move || form().size_meter()}</span>
             </div>
-            {move || form().body_problem().map(|e| view! { <p class="error field--wide" data-testid="error" role="alert">{e}</p> })}
+            {move || {
+                // Checked as you type: the body first, then names, times and the rest.
+                let f = form();
+                f.body_problem()
+                    .or_else(|| f.to_telemetry().err())
+                    .map(|e| view! { <p class="error field--wide" data-testid="error" role="alert">{e}</p> })
+            }}
             <label class="field">
                 <span class="field-label">"Content type ($.ct)"</span>
                 <input class="mono" type="text" data-testid="telemetry-content-type" bind:value=content_type />
@@ -197,7 +203,10 @@ pub fn TelemetryPanel() -> impl IntoView {
             </span>
         </div>
         {move || form().warnings().into_iter().map(|w| view! { <p class="hint warning">{w}</p> }).collect_view()}
-        {move || error.get().map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
+        {move || {
+            let live = form().to_telemetry().err();
+            error.get().filter(|e| Some(e) != live.as_ref()).map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })
+        }}
         <h3 class="subhead">"Sent"</h3>
         <ol class="list history mono" data-testid="telemetry-history" reversed>
             <For each=move || device.view().with(|v| v.history.iter().rev().cloned().collect::<Vec<_>>()) key=|e| (e.id, e.value.sent, e.value.acked) let:e>
