@@ -532,3 +532,50 @@ async fn a_will_set_in_advanced_is_sent_by_the_hub_when_the_connection_drops() {
     assert_eq!(will["properties"]["system"]["$.ct"], "application/json");
     el(&root, "disconnect").click();
 }
+
+#[wasm_bindgen_test]
+async fn a_lost_desired_notification_is_marked_and_the_twin_fetched_again() {
+    let Some((base, service)) = devhub() else {
+        return;
+    };
+    let cs = create_device(base, &service, "browser-5").await;
+    let root = mount_app();
+    connect_ui(&root, &cs, base).await;
+    let patch = |n: u32| {
+        let body = json!({"properties": {"desired": {"n": n}}}).to_string();
+        let service = &service;
+        async move {
+            let (status, _) = call(base, service, "PATCH", "/twins/browser-5", Some(&body)).await;
+            assert_eq!(status, 200);
+        }
+    };
+    patch(1).await;
+    wait_until("the first update", 10_000, || {
+        all(&root, "twin-desired-update").len() == 1
+    })
+    .await;
+    assert!(all(&root, "twin-desired-gap").is_empty());
+    // devhub loses the next notification; the one after it shows the gap.
+    let (status, _) = call(
+        base,
+        &service,
+        "POST",
+        "/devhub/faults",
+        Some(r#"{"action":"skip-desired","device":"browser-5"}"#),
+    )
+    .await;
+    assert_eq!(status, 204);
+    patch(2).await;
+    patch(3).await;
+    wait_until("the gap mark", 10_000, || {
+        all(&root, "twin-desired-gap").len() == 1
+    })
+    .await;
+    // The twin was fetched again: it is at the latest version, with the latest value.
+    wait_until("the refetched twin", 10_000, || {
+        text(&root, "twin-desired-version").trim() == "4"
+    })
+    .await;
+    assert!(text(&root, "twin-document").contains("\"n\": 3"));
+    el(&root, "disconnect").click();
+}

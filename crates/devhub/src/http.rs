@@ -708,6 +708,8 @@ enum FaultRequest {
     Delay { ms: u64 },
     /// Drop connections at random.
     DropRate { rate: f64, seed: u64 },
+    /// Lose the next desired-property notification for a device (or `device/module`).
+    SkipDesired { device: String },
     /// Clear every fault.
     Clear,
 }
@@ -715,7 +717,7 @@ enum FaultRequest {
 async fn faults(_: Authorized, State(s): State<AppState>, body: Bytes) -> ApiResult {
     let req: FaultRequest = serde_json::from_slice(&body).map_err(|e| {
         bad_request(format!(
-            "fault request: {e}; expected {{\"action\": \"drop\" | \"fail\" | \"delay\" | \"drop-rate\" | \"clear\", ...}}"
+            "fault request: {e}; expected {{\"action\": \"drop\" | \"fail\" | \"delay\" | \"drop-rate\" | \"skip-desired\" | \"clear\", ...}}"
         ))
     })?;
     if let FaultRequest::Fail { status, .. } = &req {
@@ -734,6 +736,10 @@ async fn faults(_: Authorized, State(s): State<AppState>, body: Bytes) -> ApiRes
         }
         FaultRequest::Delay { ms } => {
             h.set_delay(ms);
+            ((), Vec::new())
+        }
+        FaultRequest::SkipDesired { device } => {
+            h.skip_next_desired(&device);
             ((), Vec::new())
         }
         FaultRequest::DropRate { rate, seed } => {

@@ -933,3 +933,28 @@ fn stored_telemetry_is_bounded_per_device_and_in_all_oldest_first() {
 fn twin_update(v: serde_json::Value) -> twinscope_devhub::rest::TwinUpdate {
     serde_json::from_value(v).unwrap()
 }
+
+#[test]
+fn a_skipped_desired_notification_leaves_a_version_gap() {
+    let mut h = hub();
+    online(&mut h, 1, "d1", true);
+    subscribe(
+        &mut h,
+        1,
+        &[("$iothub/twin/PATCH/properties/desired/#", QoS::AtMostOnce)],
+    );
+    h.skip_next_desired("d1");
+    let patch = |n: u32| twin_update(json!({"properties": {"desired": {"n": n}}}));
+    let (_, out) = h
+        .update_twin("d1", None, &patch(1), false, None, T0)
+        .unwrap();
+    assert!(publishes(&out, 1).is_empty(), "the notification was lost");
+    let (_, out) = h
+        .update_twin("d1", None, &patch(2), false, None, T0)
+        .unwrap();
+    assert_eq!(
+        publishes(&out, 1)[0].topic,
+        "$iothub/twin/PATCH/properties/desired/?$version=3",
+        "the next one arrives, after a gap"
+    );
+}

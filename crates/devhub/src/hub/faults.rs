@@ -21,6 +21,8 @@ pub(super) struct Faults {
     pub(super) delay_ms: u64,
     pub(super) drop_rate: f64,
     pub(super) rng: Option<StdRng>,
+    /// Client ids whose next desired-property update is not pushed (a lost notification).
+    pub(super) skip_desired: std::collections::HashSet<String>,
 }
 
 impl Faults {
@@ -37,6 +39,13 @@ impl Faults {
 }
 
 impl Hub {
+    /// Loses the next desired-property notification for `device` (or `device/module`): the
+    /// twin changes, but the connected device is not told, so the update after it arrives
+    /// with a version gap, as when a notification is lost on the way.
+    pub fn skip_next_desired(&mut self, client_id: &str) {
+        self.faults.skip_desired.insert(client_id.to_string());
+    }
+
     /// The delay to apply before sending answers (fault injection).
     pub fn answer_delay_ms(&self) -> u64 {
         self.faults.delay_ms

@@ -299,7 +299,8 @@ impl Hub {
         t.version += 1;
         self.store.put_twin(device, module, &t)?;
         let mut out = Vec::new();
-        if let Some((version, body)) = pushed {
+        let lost = pushed.is_some() && self.faults.skip_desired.remove(&id.client_id());
+        if let (Some((version, body)), false) = (pushed, lost) {
             if let Some(&conn) = self.by_client.get(&id.client_id()) {
                 let topic = Topic::TwinDesired {
                     version: Some(version),
