@@ -31,6 +31,7 @@ pub struct Ring<T> {
     items: VecDeque<Entry<T>>,
     cap: usize,
     dropped: u64,
+    revision: u64,
 }
 
 /// One entry with its stable local id.
@@ -51,10 +52,17 @@ impl<T> Ring<T> {
             items: VecDeque::new(),
             cap: cap.max(1),
             dropped: 0,
+            revision: 0,
         }
     }
 
+    /// Changes each time the ring changes: the UI re-reads a list only when it moved.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
     fn push(&mut self, id: u64, at: u64, value: T) {
+        self.revision += 1;
         if self.items.len() == self.cap {
             self.items.pop_front();
             self.dropped += 1;
@@ -84,17 +92,28 @@ impl<T> Ring<T> {
 
     /// The newest entry.
     pub fn last_mut(&mut self) -> Option<&mut Entry<T>> {
+        self.revision += 1;
         self.items.back_mut()
     }
 
     /// Removes every entry (the count of dropped ones stays).
     pub fn clear(&mut self) {
+        self.revision += 1;
         self.items.clear();
     }
 
     /// Removes the entries `keep` says no to.
     pub fn retain(&mut self, mut keep: impl FnMut(&Entry<T>) -> bool) {
+        self.revision += 1;
         self.items.retain(|e| keep(e));
+    }
+
+    /// Entries newest first, cloned, for rendering.
+    pub fn newest_first(&self) -> Vec<Entry<T>>
+    where
+        T: Clone,
+    {
+        self.items.iter().rev().cloned().collect()
     }
 }
 
@@ -309,6 +328,7 @@ impl DeviceView {
     }
 
     fn history_entry(&mut self, message: MessageId) -> Option<&mut SentMessage> {
+        self.history.revision += 1;
         self.history
             .items
             .iter_mut()
@@ -530,7 +550,15 @@ mod tests {
         let last_id = *ids.last().unwrap();
         v.apply(&c2d("more"), 9999);
         assert_eq!(v.c2d.iter().last().unwrap().id, last_id + 1);
+        let rev = v.c2d.revision();
+        v.apply(&Event::TelemetrySent(1), 0);
+        assert_eq!(
+            v.c2d.revision(),
+            rev,
+            "other events leave the list's revision alone"
+        );
         v.clear_c2d();
+        assert_ne!(v.c2d.revision(), rev);
         assert!(v.c2d.is_empty());
         assert_eq!(
             v.c2d.dropped(),

@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use super::model::{body_text, method_wait, property_lines, TelemetryForm};
-use crate::client::{CallOutcome, ConnStatus, Device, Entry};
+use crate::client::{CallOutcome, ConnStatus, Device, DeviceView, Entry, Ring};
 use twinscope_proto::session::C2dMessage;
 
 /// An empty state: what will appear here and how to make it appear.
@@ -47,6 +47,29 @@ fn json_tree(key: Option<&str>, v: &serde_json::Value) -> AnyView {
             view! { <div class="json-leaf">{label.unwrap_or_default()}{leaf.to_string()}</div> }
                 .into_any()
         }
+    }
+}
+
+/// One of the view's lists for a keyed `<For>`, re-read only when that list changed (its
+/// revision), not on every session event.
+fn list<T: Clone + 'static>(
+    device: Device,
+    pick: fn(&DeviceView) -> &Ring<T>,
+    newest_first: bool,
+) -> impl Fn() -> Vec<Entry<T>> + Copy + 'static {
+    let view = device.view();
+    let revision = Memo::new(move |_| view.with(|v| pick(v).revision()));
+    move || {
+        // Read (not only track) the memo, so that it runs and follows the view.
+        let _ = revision.get();
+        view.with_untracked(|v| {
+            let ring = pick(v);
+            if newest_first {
+                ring.newest_first()
+            } else {
+                ring.iter().cloned().collect()
+            }
+        })
     }
 }
 
@@ -209,7 +232,7 @@ pub fn TelemetryPanel() -> impl IntoView {
         }}
         <h3 class="subhead">"Sent"</h3>
         <ol class="list history mono" data-testid="telemetry-history" reversed>
-            <For each=move || device.view().with(|v| v.history.iter().rev().cloned().collect::<Vec<_>>()) key=|e| (e.id, e.value.sent, e.value.acked) let:e>
+            <For each=list(device, |v| &v.history, true) key=|e| (e.id, e.value.sent, e.value.acked) let:e>
                 <li>
                     {format!(
                         "{}  {} B  {}  {}",
@@ -251,7 +274,7 @@ pub fn C2dPanel() -> impl IntoView {
                     </Empty>
                 }
             >
-                <For each=move || device.view().with(|v| v.c2d.iter().rev().cloned().collect::<Vec<_>>()) key=|e| e.id let:e>
+                <For each=list(device, |v| &v.c2d, true) key=|e| e.id let:e>
                     <C2dCard entry=e />
                 </For>
             </Show>
@@ -369,7 +392,7 @@ pub fn TwinPanel() -> impl IntoView {
         {move || error.get().map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
         <h3 class="subhead">"Desired updates"</h3>
         <div data-testid="twin-desired-updates" class="list">
-            <For each=move || device.view().with(|v| v.desired.iter().rev().cloned().collect::<Vec<_>>()) key=|e| e.id let:e>
+            <For each=list(device, |v| &v.desired, true) key=|e| e.id let:e>
                 <div class="card" data-testid="twin-desired-update">
                     {e.value.gap.then(|| view! {
                         <p class="gap" data-testid="twin-desired-gap">
@@ -401,7 +424,7 @@ pub fn MethodsPanel() -> impl IntoView {
                     </Empty>
                 }
             >
-                <For each=move || device.view().with(|v| v.methods.iter().cloned().collect::<Vec<_>>()) key=|e| e.id let:entry>
+                <For each=list(device, |v| &v.methods, false) key=|e| e.id let:entry>
                     {
                         let (arrived, call) = (entry.at, entry.value);
                         let status = RwSignal::new("200".to_string());
@@ -449,7 +472,7 @@ pub fn MethodsPanel() -> impl IntoView {
         </div>
         <h3 class="subhead">"History"</h3>
         <div data-testid="method-history" class="list">
-            <For each=move || device.view().with(|v| v.past_calls.iter().rev().cloned().collect::<Vec<_>>()) key=|e| e.id let:e>
+            <For each=list(device, |v| &v.past_calls, true) key=|e| e.id let:e>
                 <article class="card" data-testid="method-answered">
                     <p class="card-meta">
                         <span class="mono">{e.value.call.name.clone()}</span>
@@ -496,7 +519,7 @@ pub fn TrafficDrawer() -> impl IntoView {
                         </Empty>
                     }
                 >
-                    <For each=move || device.view().with(|v| v.traffic.iter().cloned().collect::<Vec<_>>()) key=|e| e.id let:e>
+                    <For each=list(device, |v| &v.traffic, false) key=|e| e.id let:e>
                         <div class="traffic-entry" class:out=e.value.outbound data-testid="traffic-entry">
                             <span class="dir" aria-label=if e.value.outbound { "sent" } else { "received" }>
                                 {if e.value.outbound { "→" } else { "←" }}
