@@ -3,6 +3,7 @@
 use leptos::prelude::*;
 
 use super::model::{connection_fields, generate_sas, ConnectForm};
+use super::panels::TextField;
 use crate::client::{copy_text, fetch_demo, now_ms, page_origin, ConnStatus, Device};
 
 /// Connection string, endpoint override, token lifetime, connect and disconnect.
@@ -130,14 +131,8 @@ pub fn ConnectionPanel() -> impl IntoView {
                 <span class="field-label">"Keep-alive (seconds, at most 1177)"</span>
                 <input type="number" min="0" max="1177" data-testid="conn-keepalive" bind:value=keep_alive />
             </label>
-            <label class="field">
-                <span class="field-label">"api-version"</span>
-                <input class="mono" type="text" data-testid="conn-api-version" bind:value=api_version />
-            </label>
-            <label class="field">
-                <span class="field-label">"Plug and Play model id"</span>
-                <input class="mono" type="text" data-testid="conn-model-id" placeholder="dtmi:com:example:Thermostat;1" bind:value=model_id />
-            </label>
+            <TextField label="api-version" testid="conn-api-version" value=api_version />
+            <TextField label="Plug and Play model id" testid="conn-model-id" value=model_id placeholder="dtmi:com:example:Thermostat;1" />
             <label class="field">
                 <span class="field-label">"Will message (sent by the hub as telemetry if the connection drops)"</span>
                 <textarea class="mono" rows="2" data-testid="conn-will-body" placeholder="{\"online\": false}" bind:value=will_body></textarea>

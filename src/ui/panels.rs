@@ -83,6 +83,22 @@ fn json_problem(text: &str) -> Option<String> {
         .map(|e| format!("not valid JSON: {e}"))
 }
 
+/// A labelled one-line text field in monospace (ids, types, times).
+#[component]
+pub(super) fn TextField(
+    label: &'static str,
+    testid: &'static str,
+    value: RwSignal<String>,
+    #[prop(optional)] placeholder: &'static str,
+) -> impl IntoView {
+    view! {
+        <label class="field">
+            <span class="field-label">{label}</span>
+            <input class="mono" type="text" data-testid=testid placeholder=placeholder bind:value=value />
+        </label>
+    }
+}
+
 /// One application-property row of the telemetry form: (key for the list, name, value).
 type PropRow = (u64, RwSignal<String>, RwSignal<String>);
 
@@ -116,7 +132,8 @@ pub fn TelemetryPanel() -> impl IntoView {
             ))
         });
     };
-    let form = move || TelemetryForm {
+    // The form as typed, derived once per change and read by the meter, the checks and send.
+    let form = Memo::new(move |_| TelemetryForm {
         body: body.get(),
         props: rows
             .get()
@@ -130,14 +147,15 @@ pub fn TelemetryPanel() -> impl IntoView {
         component: component.get(),
         creation_time: creation_time.get(),
         qos: qos.get().parse().unwrap_or(1),
-    };
+    });
     let send = move || {
-        let result = form()
+        let result = form
+            .get_untracked()
             .to_telemetry_with(crate::client::fresh_message_id)
             .and_then(|t| device.send_telemetry(t));
         error.set(result.err());
     };
-    let format_body = move |_| match untrack(form).formatted_body() {
+    let format_body = move |_| match form.get_untracked().formatted_body() {
         Ok(b) => {
             body.set(b);
             error.set(None);
@@ -161,39 +179,21 @@ pub fn TelemetryPanel() -> impl IntoView {
             </label>
             <div class="field--wide body-tools">
                 <button type="button" class="btn btn--small" on:click=format_body>"Format JSON"</button>
-                <span class="muted" data-testid="telemetry-size">{move || form().size_meter()}</span>
+                <span class="muted" data-testid="telemetry-size">{move || form.with(TelemetryForm::size_meter)}</span>
             </div>
             {move || {
                 // Checked as you type: the body first, then names, times and the rest.
-                let f = form();
+                let f = form.get();
                 f.body_problem()
                     .or_else(|| f.to_telemetry().err())
                     .map(|e| view! { <p class="error field--wide" data-testid="error" role="alert">{e}</p> })
             }}
-            <label class="field">
-                <span class="field-label">"Content type ($.ct)"</span>
-                <input class="mono" type="text" data-testid="telemetry-content-type" bind:value=content_type />
-            </label>
-            <label class="field">
-                <span class="field-label">"Content encoding ($.ce)"</span>
-                <input class="mono" type="text" data-testid="telemetry-content-encoding" bind:value=content_encoding />
-            </label>
-            <label class="field">
-                <span class="field-label">"Message id ($.mid)"</span>
-                <input class="mono" type="text" data-testid="telemetry-message-id" placeholder="a new one per message" bind:value=message_id />
-            </label>
-            <label class="field">
-                <span class="field-label">"Correlation id ($.cid)"</span>
-                <input class="mono" type="text" data-testid="telemetry-correlation-id" placeholder="optional" bind:value=correlation_id />
-            </label>
-            <label class="field">
-                <span class="field-label">"Component ($.sub)"</span>
-                <input class="mono" type="text" data-testid="telemetry-component" placeholder="optional" bind:value=component />
-            </label>
-            <label class="field">
-                <span class="field-label">"Creation time ($.ctime)"</span>
-                <input class="mono" type="text" data-testid="telemetry-creation-time" placeholder="2026-11-29T12:00:00Z (optional)" bind:value=creation_time />
-            </label>
+            <TextField label="Content type ($.ct)" testid="telemetry-content-type" value=content_type />
+            <TextField label="Content encoding ($.ce)" testid="telemetry-content-encoding" value=content_encoding />
+            <TextField label="Message id ($.mid)" testid="telemetry-message-id" value=message_id placeholder="a new one per message" />
+            <TextField label="Correlation id ($.cid)" testid="telemetry-correlation-id" value=correlation_id placeholder="optional" />
+            <TextField label="Component ($.sub)" testid="telemetry-component" value=component placeholder="optional" />
+            <TextField label="Creation time ($.ctime)" testid="telemetry-creation-time" value=creation_time placeholder="2026-11-29T12:00:00Z (optional)" />
             <label class="field">
                 <span class="field-label">"QoS"</span>
                 <select data-testid="telemetry-qos" bind:value=qos>
@@ -225,9 +225,9 @@ pub fn TelemetryPanel() -> impl IntoView {
                 {move || device.view().with(|v| format!("{} sent, {} acknowledged, {} failed", v.sent, v.acked, v.failed))}
             </span>
         </div>
-        {move || form().warnings().into_iter().map(|w| view! { <p class="hint warning">{w}</p> }).collect_view()}
+        {move || form.with(TelemetryForm::warnings).into_iter().map(|w| view! { <p class="hint warning">{w}</p> }).collect_view()}
         {move || {
-            let live = form().to_telemetry().err();
+            let live = form.with(|f| f.to_telemetry().err());
             error.get().filter(|e| Some(e) != live.as_ref()).map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })
         }}
         <h3 class="subhead">"Sent"</h3>

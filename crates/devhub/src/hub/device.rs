@@ -432,6 +432,23 @@ impl Hub {
         )]
     }
 
+    /// The answer to a twin request that the store failed.
+    fn twin_store_error(
+        &mut self,
+        conn: ConnId,
+        rid: &str,
+        e: &StoreError,
+        now_ms: u64,
+    ) -> Vec<Action> {
+        self.twin_error(
+            conn,
+            rid,
+            ErrorCode::ServerError,
+            &format!("store: {e}"),
+            now_ms,
+        )
+    }
+
     /// An injected twin failure, if one is pending: the error answer to send instead.
     pub(super) fn twin_fault(
         &mut self,
@@ -468,13 +485,7 @@ impl Hub {
                 "twin not found",
                 now_ms,
             ),
-            Err(e) => self.twin_error(
-                conn,
-                rid,
-                ErrorCode::ServerError,
-                &format!("store: {e}"),
-                now_ms,
-            ),
+            Err(e) => self.twin_store_error(conn, rid, &e, now_ms),
         }
     }
 
@@ -523,15 +534,7 @@ impl Hub {
                     now_ms,
                 )
             }
-            Err(e) => {
-                return self.twin_error(
-                    conn,
-                    rid,
-                    ErrorCode::ServerError,
-                    &format!("store: {e}"),
-                    now_ms,
-                )
-            }
+            Err(e) => return self.twin_store_error(conn, rid, &e, now_ms),
         };
         match twin
             .reported
@@ -540,13 +543,7 @@ impl Hub {
             Ok(version) => {
                 twin.version += 1;
                 if let Err(e) = self.store.put_twin(id.device.as_str(), module, &twin) {
-                    return self.twin_error(
-                        conn,
-                        rid,
-                        ErrorCode::ServerError,
-                        &format!("store: {e}"),
-                        now_ms,
-                    );
+                    return self.twin_store_error(conn, rid, &e, now_ms);
                 }
                 let topic = Topic::TwinResponse {
                     status: 204,
