@@ -242,3 +242,52 @@ async fn property_problems_show_as_you_type() {
         .unwrap()
         .is_none());
 }
+
+#[wasm_bindgen_test]
+async fn keyboard_focus_follows_the_page_order_and_is_visible() {
+    // The app's own stylesheet, as trunk links it.
+    let style = document().create_element("style").unwrap();
+    style.set_text_content(Some(include_str!("../style/main.css")));
+    document().head().unwrap().append_child(&style).unwrap();
+    let root = mount_app();
+    leptos::task::tick().await;
+    // No positive tabindex: the tab order is the reading order (header, connection,
+    // tabs, panel, traffic).
+    let list = root.query_selector_all("[tabindex]").unwrap();
+    for i in 0..list.length() {
+        let e: HtmlElement = list.item(i).unwrap().unchecked_into();
+        let t: i32 = e.get_attribute("tabindex").unwrap().parse().unwrap();
+        assert!(t <= 0, "tabindex {t} on {}", e.outer_html());
+    }
+    // Only the selected tab is in the tab order; the arrows move between tabs.
+    let tabs = root.query_selector_all("[role=tab]").unwrap();
+    let in_order = (0..tabs.length())
+        .filter(|i| {
+            let e: HtmlElement = tabs.item(*i).unwrap().unchecked_into();
+            e.get_attribute("tabindex").as_deref() == Some("0")
+        })
+        .count();
+    assert_eq!(in_order, 1);
+    // Every control a user needs is focusable (not taken out of the order), and the
+    // focused one draws a visible outline.
+    for id in [
+        "conn-string",
+        "connect",
+        "tab-telemetry",
+        "telemetry-body",
+        "telemetry-send",
+    ] {
+        let e = by_testid(&root, id);
+        assert_ne!(e.get_attribute("tabindex").as_deref(), Some("-1"), "{id}");
+        e.focus().unwrap();
+        let active = document().active_element().unwrap();
+        assert_eq!(active.get_attribute("data-testid").as_deref(), Some(id));
+        let style = window().get_computed_style(&e).unwrap().unwrap();
+        let outline = style.get_property_value("outline-style").unwrap();
+        let width = style.get_property_value("outline-width").unwrap();
+        assert!(
+            outline == "solid" && width != "0px",
+            "{id} focused: outline {outline} {width}"
+        );
+    }
+}

@@ -111,6 +111,8 @@ pub struct Device {
     view: RwSignal<DeviceView>,
     /// `device @ hub` while a session exists.
     pub identity: RwSignal<Option<String>>,
+    /// The device's client id (`device` or `device/module`) while a session exists.
+    pub target: RwSignal<Option<String>>,
     /// The browser clock, ticking each second while a session exists.
     pub now: RwSignal<u64>,
     inner: StoredValue<Option<Rc<RefCell<Inner>>>, LocalStorage>,
@@ -128,6 +130,7 @@ impl Device {
         Device {
             view: RwSignal::new(DeviceView::new()),
             identity: RwSignal::new(None),
+            target: RwSignal::new(None),
             now: RwSignal::new(now_ms()),
             inner: StoredValue::new_local(None),
         }
@@ -231,6 +234,7 @@ impl Device {
             v.token_supplied(expiry, now, false);
         });
         self.identity.set(Some(label));
+        self.target.set(Some(identity.client_id()));
         let now_signal = self.now;
         let clock = Interval::new(1000, move || now_signal.set(now_ms()));
         let rc = Rc::new(RefCell::new(Inner {

@@ -11,6 +11,9 @@ pub struct DemoDevice {
     pub connection_string: String,
     /// devhub's MQTT-over-WebSocket URL.
     pub websocket_url: String,
+    /// devhub's service (iothubowner) connection string, for the hub console.
+    #[serde(default)]
+    pub service_connection_string: Option<String>,
 }
 
 /// Fetches `{base}/devhub/demo`; `None` when the page is not served by devhub (or devhub

@@ -4,11 +4,13 @@
 mod device;
 mod hub;
 mod page;
+mod service;
 pub mod view;
 
 pub use device::{clock_label, now_ms, ConnectOptions, Device};
 pub use hub::{fetch_demo, DemoDevice};
 pub use page::{copy_text, focus_element, fresh_message_id, page_origin};
+pub use service::{Console, ServiceAnswer};
 pub use view::{CallOutcome, DeviceView, Entry, PastCall, Ring, TrafficEntry};
 
 /// What the header says about the connection.

@@ -4,7 +4,7 @@ use leptos::prelude::*;
 
 use super::model::{connection_fields, generate_sas, ConnectForm};
 use super::panels::TextField;
-use crate::client::{copy_text, fetch_demo, now_ms, page_origin, ConnStatus, Device};
+use crate::client::{copy_text, fetch_demo, now_ms, page_origin, ConnStatus, Console, Device};
 
 /// Connection string, endpoint override, token lifetime, connect and disconnect.
 /// The connection string is kept in memory only: keys are never persisted.
@@ -28,9 +28,18 @@ pub fn ConnectionPanel() -> impl IntoView {
     // show a mask, so the key is not in the page's text until the user asks.
     let show_key = RwSignal::new(false);
 
-    // When devhub serves this page, offer its demo device.
+    // When devhub serves this page, offer its demo device (and its service string to the
+    // hub console).
+    let console = expect_context::<Console>();
     leptos::task::spawn_local(async move {
         if let Some(demo) = fetch_demo(&page_origin()).await {
+            if let Some(service) = demo.service_connection_string.clone() {
+                if console.conn.get_untracked().is_empty() {
+                    console.conn.set(service);
+                    console.base.set(page_origin());
+                    console.devhub.set(true);
+                }
+            }
             if conn_string.get_untracked().is_empty() {
                 conn_string.set(demo.connection_string.clone());
                 endpoint.set(demo.websocket_url);

@@ -1,14 +1,16 @@
 //! Leptos components. They read plain models and hold no protocol logic.
 
 mod connection;
+mod console;
 pub mod model;
 mod panels;
 pub mod tabs;
 
 use leptos::prelude::*;
 
-use crate::client::Device;
+use crate::client::{Console, Device};
 use connection::ConnectionPanel;
+use console::ConsolePanel;
 use panels::{C2dPanel, MethodsPanel, TelemetryPanel, TrafficDrawer, TwinPanel};
 use tabs::Tab;
 
@@ -17,6 +19,7 @@ use tabs::Tab;
 pub fn App() -> impl IntoView {
     let device = Device::new();
     provide_context(device);
+    provide_context(Console::new());
     on_cleanup(move || device.disconnect());
     let (tab, set_tab) = signal(Tab::Telemetry);
 
@@ -63,6 +66,15 @@ pub fn App() -> impl IntoView {
                     hidden=move || tab.get() != Tab::Methods
                 >
                     <MethodsPanel />
+                </section>
+                <section
+                    class="panel"
+                    id="panel-console"
+                    role="tabpanel"
+                    aria-labelledby="tab-console"
+                    hidden=move || tab.get() != Tab::Console
+                >
+                    <ConsolePanel />
                 </section>
                 <TrafficDrawer />
             </main>

@@ -436,6 +436,42 @@ pub fn generate_sas(
     Ok((token, with_sas.to_string()))
 }
 
+/// One line about a twin as the service API returns it: connection state, versions, tags.
+pub fn service_twin_summary(t: &serde_json::Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(c) = t.get("connectionState").and_then(|v| v.as_str()) {
+        parts.push(c.to_string());
+    }
+    if let Some(v) = t.get("version").and_then(|v| v.as_u64()) {
+        parts.push(format!("twin version {v}"));
+    }
+    for side in ["desired", "reported"] {
+        if let Some(v) = t
+            .pointer(&format!("/properties/{side}/$version"))
+            .and_then(|v| v.as_u64())
+        {
+            parts.push(format!("{side} $version {v}"));
+        }
+    }
+    let tags = t
+        .get("tags")
+        .and_then(|v| v.as_object())
+        .map_or(0, |o| o.len());
+    parts.push(match tags {
+        1 => "1 tag".to_string(),
+        n => format!("{n} tags"),
+    });
+    parts.join(" · ")
+}
+
+/// Application properties from `(name, value)` rows: blank rows skipped, names trimmed.
+pub fn filled_rows(rows: &[(String, String)]) -> Vec<(String, String)> {
+    rows.iter()
+        .filter(|(k, v)| !(k.trim().is_empty() && v.is_empty()))
+        .map(|(k, v)| (k.trim().to_string(), v.clone()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -664,6 +700,37 @@ mod tests {
             vec![
                 ("$.mid".to_string(), "m".to_string()),
                 ("k".to_string(), "(no value)".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn service_twin_summary_reads_state_versions_and_tags() {
+        let t = serde_json::json!({
+            "connectionState": "Connected",
+            "version": 7,
+            "tags": {"site": "a"},
+            "properties": {"desired": {"$version": 3}, "reported": {"$version": 5}}
+        });
+        assert_eq!(
+            service_twin_summary(&t),
+            "Connected · twin version 7 · desired $version 3 · reported $version 5 · 1 tag"
+        );
+        assert_eq!(service_twin_summary(&serde_json::json!({})), "0 tags");
+    }
+
+    #[test]
+    fn blank_rows_are_skipped() {
+        let rows = vec![
+            (" a ".to_string(), "1".to_string()),
+            (String::new(), String::new()),
+            (String::new(), "v".to_string()),
+        ];
+        assert_eq!(
+            filled_rows(&rows),
+            vec![
+                ("a".to_string(), "1".to_string()),
+                (String::new(), "v".to_string())
             ]
         );
     }

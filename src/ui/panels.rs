@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use super::model::{body_text, method_wait, property_lines, TelemetryForm};
-use crate::client::{CallOutcome, ConnStatus, Device, DeviceView, Entry, Ring};
+use crate::client::{CallOutcome, ConnStatus, Console, Device, DeviceView, Entry, Ring};
 use twinscope_proto::session::C2dMessage;
 
 /// An empty state: what will appear here and how to make it appear.
@@ -20,7 +20,7 @@ fn Empty(title: &'static str, children: Children) -> impl IntoView {
 
 /// A JSON value as a collapsible tree: objects and arrays fold (open at first), leaves
 /// read as JSON (`"key": value`). Keys and strings are text nodes, never HTML.
-fn json_tree(key: Option<&str>, v: &serde_json::Value) -> AnyView {
+pub(super) fn json_tree(key: Option<&str>, v: &serde_json::Value) -> AnyView {
     let label = key.map(|k| format!("{}: ", serde_json::Value::String(k.to_string())));
     match v {
         serde_json::Value::Object(o) if !o.is_empty() => {
@@ -74,7 +74,7 @@ fn list<T: Clone + 'static>(
 }
 
 /// What is wrong with `text` as a JSON value (empty is fine: no payload).
-fn json_problem(text: &str) -> Option<String> {
+pub(super) fn json_problem(text: &str) -> Option<String> {
     if text.trim().is_empty() {
         return None;
     }
@@ -300,6 +300,12 @@ fn C2dCard(entry: Entry<C2dMessage>) -> impl IntoView {
 #[component]
 pub fn TwinPanel() -> impl IntoView {
     let device = expect_context::<Device>();
+    let console = expect_context::<Console>();
+    let fetch_service_twin = move || {
+        if let Some(t) = device.target.get_untracked() {
+            leptos::task::spawn_local(async move { console.fetch_twin(&t).await });
+        }
+    };
     let editor = RwSignal::new("{\n  \"firmware\": \"1.0.0\"\n}".to_string());
     let error = RwSignal::new(None::<String>);
     let start_from_reported = move |_| {
@@ -342,7 +348,12 @@ pub fn TwinPanel() -> impl IntoView {
         <h2 class="sr-only">"Device twin"</h2>
         <div class="actions">
             <button type="button" class="btn" data-testid="twin-get" disabled=move || !connected(device)()
-                on:click=move |_| error.set(device.get_twin().err())>"Get twin"</button>
+                on:click=move |_| {
+                    error.set(device.get_twin().err());
+                    if console.configured() {
+                        fetch_service_twin();
+                    }
+                }>"Get twin"</button>
             <button type="button" class="btn btn--small" disabled=move || device.view().with(|v| v.twin.is_none())
                 on:click=copy_twin>"Copy JSON"</button>
             <span class="muted" role="status">{move || copied.get()}</span>
@@ -372,6 +383,31 @@ pub fn TwinPanel() -> impl IntoView {
                 Some(t) => json_tree(None, &t.to_json()),
             })}
         </div>
+        <details class="service-twin" data-testid="twin-service">
+            <summary>"$metadata and tags (the twin as the service sees it)"</summary>
+            <Show
+                when=move || console.configured()
+                fallback=|| view! {
+                    <p class="hint">
+                        "IoT Hub leaves $metadata (when each property was last updated) and tags out of the twin a device reads. "
+                        "Paste a service connection string in the Hub console tab to see them here."
+                    </p>
+                }
+            >
+                <div class="actions">
+                    <button type="button" class="btn btn--small" data-testid="twin-service-get" on:click=move |_| fetch_service_twin()>
+                        "Fetch through the service API"
+                    </button>
+                </div>
+                <div class="mono body twin-doc">
+                    {move || console.twin.with(|t| match t {
+                        None => "Not fetched yet.".into_any(),
+                        Some(Ok(t)) => json_tree(None, t.get("properties").unwrap_or(t)),
+                        Some(Err(e)) => view! { <p class="error" data-testid="error" role="alert">{e.clone()}</p> }.into_any(),
+                    })}
+                </div>
+            </Show>
+        </details>
         <label class="field">
             <span class="field-label">"Reported patch (JSON object; null deletes)"</span>
             <textarea class="mono" rows="5" spellcheck="false" data-testid="twin-reported-editor" bind:value=editor></textarea>

@@ -7,11 +7,18 @@ pub enum Tab {
     C2d,
     Twin,
     Methods,
+    Console,
 }
 
 impl Tab {
     /// Every tab, in display order.
-    pub const ALL: [Tab; 4] = [Tab::Telemetry, Tab::C2d, Tab::Twin, Tab::Methods];
+    pub const ALL: [Tab; 5] = [
+        Tab::Telemetry,
+        Tab::C2d,
+        Tab::Twin,
+        Tab::Methods,
+        Tab::Console,
+    ];
 
     /// The visible label.
     pub fn label(self) -> &'static str {
@@ -20,6 +27,7 @@ impl Tab {
             Tab::C2d => "C2D inbox",
             Tab::Twin => "Twin",
             Tab::Methods => "Methods",
+            Tab::Console => "Hub console",
         }
     }
 
@@ -30,6 +38,7 @@ impl Tab {
             Tab::C2d => "c2d",
             Tab::Twin => "twin",
             Tab::Methods => "methods",
+            Tab::Console => "console",
         }
     }
 
@@ -66,15 +75,16 @@ mod tests {
     #[test]
     fn arrows_wrap_around() {
         assert_eq!(Tab::Telemetry.next(), Tab::C2d);
-        assert_eq!(Tab::Methods.next(), Tab::Telemetry);
-        assert_eq!(Tab::Telemetry.prev(), Tab::Methods);
+        assert_eq!(Tab::Methods.next(), Tab::Console);
+        assert_eq!(Tab::Console.next(), Tab::Telemetry);
+        assert_eq!(Tab::Telemetry.prev(), Tab::Console);
         assert_eq!(Tab::Twin.prev(), Tab::C2d);
     }
 
     #[test]
     fn keys_follow_the_aria_tablist_pattern() {
         assert_eq!(Tab::C2d.after_key("Home"), Some(Tab::Telemetry));
-        assert_eq!(Tab::C2d.after_key("End"), Some(Tab::Methods));
+        assert_eq!(Tab::C2d.after_key("End"), Some(Tab::Console));
         assert_eq!(Tab::C2d.after_key("ArrowRight"), Some(Tab::Twin));
         assert_eq!(Tab::C2d.after_key("Enter"), None);
     }

@@ -27,7 +27,7 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use twinscope_proto::iothub::{DeviceId, Identity, PropertyBag};
 
 use crate::guard::Exposure;
-use crate::hub::{ErrorCode, FaultOp, ServiceError};
+use crate::hub::{ErrorCode, ServiceError};
 use crate::net::{now_ms, serve_websocket, Shared};
 use crate::rest::{C2dAccepted, IdentityRequest, MethodInvocation, MethodResult, TwinUpdate};
 use crate::store::EventRecord;
@@ -693,26 +693,7 @@ async fn events_stream(
     Sse::new(ReceiverStream::new(rx).map(Ok)).keep_alive(KeepAlive::default())
 }
 
-#[derive(Deserialize)]
-#[serde(tag = "action", rename_all = "kebab-case")]
-enum FaultRequest {
-    /// Drop a device's connections now.
-    Drop { device: String },
-    /// Fail the next `count` operations of `op` with `status`.
-    Fail {
-        op: FaultOp,
-        count: u32,
-        status: u16,
-    },
-    /// Delay every answer by `ms`.
-    Delay { ms: u64 },
-    /// Drop connections at random.
-    DropRate { rate: f64, seed: u64 },
-    /// Lose the next desired-property notification for a device (or `device/module`).
-    SkipDesired { device: String },
-    /// Clear every fault.
-    Clear,
-}
+use twinscope_proto::iothub::service::Fault as FaultRequest;
 
 async fn faults(_: Authorized, State(s): State<AppState>, body: Bytes) -> ApiResult {
     let req: FaultRequest = serde_json::from_slice(&body).map_err(|e| {

@@ -3,17 +3,7 @@
 
 use super::*;
 
-/// Operations that faults can fail.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FaultOp {
-    /// Twin GET and reported PATCH from devices.
-    Twin,
-    /// Direct-method invocations from the service.
-    Method,
-    /// Device telemetry.
-    Telemetry,
-}
+pub use twinscope_proto::iothub::service::FaultOp;
 
 #[derive(Default)]
 pub(super) struct Faults {

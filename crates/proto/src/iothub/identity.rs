@@ -143,6 +143,14 @@ impl Identity {
         }
     }
 
+    /// Reads a client id back: `device` or `device/module` (surrounding space ignored).
+    pub fn from_client_id(s: &str) -> Result<Identity, IdentityError> {
+        match s.trim().split_once('/') {
+            None => Ok(Identity::device(DeviceId::new(s.trim())?)),
+            Some((d, m)) => Ok(Identity::module(DeviceId::new(d)?, ModuleId::new(m)?)),
+        }
+    }
+
     /// The SAS resource path after the host: `devices/{d}` or `devices/{d}/modules/{m}`.
     pub fn resource_path(&self) -> String {
         match &self.module {
@@ -179,6 +187,15 @@ impl fmt::Display for Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_ids_read_back() {
+        let m = Identity::from_client_id(" d/m ").unwrap();
+        assert_eq!(m.client_id(), "d/m");
+        assert_eq!(Identity::from_client_id("d").unwrap().module, None);
+        assert!(Identity::from_client_id("").is_err());
+        assert!(Identity::from_client_id("d/m/x").is_err());
+    }
 
     #[test]
     fn registry_rules() {

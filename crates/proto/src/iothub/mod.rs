@@ -6,6 +6,7 @@ pub mod encoding;
 pub mod identity;
 pub mod props;
 pub mod sas;
+pub mod service;
 pub mod topic;
 pub mod twin;
 pub mod username;
