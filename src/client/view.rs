@@ -9,8 +9,8 @@ use std::collections::VecDeque;
 
 use serde_json::Value;
 use twinscope_proto::iothub::twin::TwinDocument;
-use twinscope_proto::mqtt::Packet;
 use twinscope_proto::session::{C2dMessage, Event, MessageId, MethodCall, RequestId, State};
+use twinscope_proto::traffic::{Pair, Pairing, Record};
 
 use super::ConnStatus;
 
@@ -20,8 +20,8 @@ pub const C2D_LIMIT: usize = 200;
 pub const DESIRED_LIMIT: usize = 200;
 /// Pending method calls kept (the hub times calls out long before this fills).
 pub const METHOD_LIMIT: usize = 100;
-/// Packets kept in the traffic view.
-pub const TRAFFIC_LIMIT: usize = 500;
+/// Packets kept in the traffic inspector.
+pub const TRAFFIC_LIMIT: usize = 5000;
 /// Telemetry messages kept in the send history.
 pub const HISTORY_LIMIT: usize = 50;
 
@@ -68,6 +68,18 @@ impl<T> Ring<T> {
             self.dropped += 1;
         }
         self.items.push_back(Entry { id, at, value });
+    }
+
+    /// The entry with this id, if still kept (ids increase, so this is a binary search).
+    pub fn get(&self, id: u64) -> Option<&Entry<T>> {
+        let i = self.items.binary_search_by_key(&id, |e| e.id).ok()?;
+        self.items.get(i)
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut Entry<T>> {
+        let i = self.items.binary_search_by_key(&id, |e| e.id).ok()?;
+        self.revision += 1;
+        self.items.get_mut(i)
     }
 
     /// Entries, oldest first.
@@ -168,15 +180,14 @@ pub struct SentMessage {
     pub acked: bool,
 }
 
-/// One packet in the traffic view.
+/// One packet in the traffic inspector: the decoded record and, once known, the request
+/// it answered or the answer it got.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrafficEntry {
-    /// Sent by the device.
-    pub outbound: bool,
-    /// The packet type, e.g. `PUBLISH`.
-    pub kind: &'static str,
-    /// One line: what it carries.
-    pub summary: String,
+    /// The packet, decoded.
+    pub record: Record,
+    /// Its request or answer, and the time between.
+    pub pair: Option<Pair>,
 }
 
 /// Everything the panels show about the device.
@@ -218,6 +229,8 @@ pub struct DeviceView {
     pub traffic: Ring<TrafficEntry>,
     /// Reported patches sent and not yet answered, by request.
     patches: Vec<(RequestId, Value)>,
+    /// Requests in the traffic waiting for their answers.
+    pairing: Pairing,
     next_id: u64,
 }
 
@@ -249,6 +262,7 @@ impl DeviceView {
             past_calls: Ring::new(METHOD_LIMIT),
             traffic: Ring::new(TRAFFIC_LIMIT),
             patches: Vec::new(),
+            pairing: Pairing::default(),
             next_id: 1,
         }
     }
@@ -485,17 +499,17 @@ impl DeviceView {
                 outbound,
                 at,
                 packet,
+                size,
             } => {
                 let id = self.id();
-                self.traffic.push(
-                    id,
-                    *at,
-                    TrafficEntry {
-                        outbound: *outbound,
-                        kind: packet.name(),
-                        summary: summary(packet),
-                    },
-                );
+                let record = Record::new(packet, *outbound, *at, *size);
+                let pair = self.pairing.observe(id, &record);
+                if let Some(p) = pair {
+                    if let Some(req) = self.traffic.get_mut(p.request) {
+                        req.value.pair = Some(p);
+                    }
+                }
+                self.traffic.push(id, *at, TrafficEntry { record, pair });
             }
             Event::Error(m) => {
                 if matches!(self.state, State::Connected | State::Connecting) {
@@ -504,6 +518,7 @@ impl DeviceView {
                 self.error = Some(m.clone());
             }
             Event::CloseTransport => {
+                self.pairing.reset();
                 // Calls the hub can no longer route an answer to are dropped by it.
                 self.finish_calls(now, |_| true, || CallOutcome::Dropped);
             }
@@ -512,15 +527,11 @@ impl DeviceView {
     }
 }
 
-fn summary(p: &Packet) -> String {
-    twinscope_proto::traffic::summarize(p)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use twinscope_proto::iothub::PropertyBag;
-    use twinscope_proto::mqtt::ConnectReturnCode;
+    use twinscope_proto::mqtt::{ConnectReturnCode, Packet};
     use twinscope_proto::session::RequestError;
 
     fn c2d(body: &str) -> Event {
@@ -777,13 +788,39 @@ mod tests {
                     outbound: i % 2 == 0,
                     at: i as u64,
                     packet: Packet::PingReq,
+                    size: 2,
                 },
                 0,
             );
         }
         assert_eq!((v.traffic.len(), v.traffic.dropped()), (TRAFFIC_LIMIT, 1));
-        assert_eq!(v.traffic.iter().next().unwrap().value.kind, "PINGREQ");
+        assert_eq!(
+            v.traffic.iter().next().unwrap().value.record.packet,
+            "PINGREQ"
+        );
         v.reset();
         assert_eq!((v.sent, v.traffic.len()), (0, 0));
+    }
+
+    #[test]
+    fn traffic_pairs_requests_with_answers_on_both_entries() {
+        let mut v = DeviceView::new();
+        let ev = |outbound, at, packet| Event::Traffic {
+            outbound,
+            at,
+            packet,
+            size: 2,
+        };
+        v.apply(&ev(true, 10, Packet::PingReq), 10);
+        v.apply(&ev(false, 14, Packet::PingResp), 14);
+        let e: Vec<_> = v.traffic.iter().collect();
+        let pair = e[1].value.pair.expect("the answer knows its request");
+        assert_eq!(
+            (pair.request, pair.answer, pair.latency_ms),
+            (e[0].id, e[1].id, 4)
+        );
+        assert_eq!(e[0].value.pair, Some(pair), "the request knows its answer");
+        assert_eq!(v.traffic.get(e[1].id).map(|x| x.at), Some(14));
+        assert!(v.traffic.get(9999).is_none());
     }
 }

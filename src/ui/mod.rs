@@ -5,14 +5,16 @@ mod console;
 pub mod model;
 mod panels;
 pub mod tabs;
+mod traffic;
 
 use leptos::prelude::*;
 
 use crate::client::{Console, Device};
 use connection::ConnectionPanel;
 use console::ConsolePanel;
-use panels::{C2dPanel, MethodsPanel, TelemetryPanel, TrafficDrawer, TwinPanel};
+use panels::{C2dPanel, MethodsPanel, TelemetryPanel, TwinPanel};
 use tabs::Tab;
+use traffic::TrafficDrawer;
 
 /// The whole app: header, connection sidebar, tabbed main area, traffic drawer.
 #[component]

@@ -215,17 +215,7 @@ fn chrono_like(t: &str) -> Option<()> {
 
 /// `key=value` lines for a property bag, system properties first, for display.
 pub fn property_lines(p: &PropertyBag) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = p
-        .system
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    v.extend(
-        p.app
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone().unwrap_or_else(|| "(no value)".into()))),
-    );
-    v
+    p.display_pairs()
 }
 
 /// A body for display: UTF-8 text as is, pretty-printed if it is JSON; binary as hex.

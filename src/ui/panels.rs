@@ -539,36 +539,3 @@ pub fn MethodsPanel() -> impl IntoView {
         </div>
     }
 }
-
-#[component]
-pub fn TrafficDrawer() -> impl IntoView {
-    let device = expect_context::<Device>();
-    view! {
-        <section class="drawer" aria-label="Traffic">
-            <h2 class="drawer-title">"Traffic"</h2>
-            <div data-testid="traffic-log" class="traffic mono">
-                <Show
-                    when=move || device.view().with(|v| !v.traffic.is_empty())
-                    fallback=|| view! {
-                        <Empty title="No traffic yet">
-                            "Every MQTT packet between this device and the hub appears here, decoded."
-                        </Empty>
-                    }
-                >
-                    <For each=list(device, |v| &v.traffic, false) key=|e| e.id let:e>
-                        <div class="traffic-entry" class:out=e.value.outbound data-testid="traffic-entry">
-                            <span class="dir" aria-label=if e.value.outbound { "sent" } else { "received" }>
-                                {if e.value.outbound { "→" } else { "←" }}
-                            </span>
-                            <span class="time">{crate::client::clock_label(e.at)}</span>
-                            <span class="kind">{e.value.kind}</span>
-                            <span class="summary">
-                                {e.value.summary.strip_prefix(e.value.kind).unwrap_or(&e.value.summary).trim_start().to_string()}
-                            </span>
-                        </div>
-                    </For>
-                </Show>
-            </div>
-        </section>
-    }
-}

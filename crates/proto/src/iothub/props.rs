@@ -203,6 +203,22 @@ impl PropertyBag {
         }
     }
 
+    /// `(name, value)` for display: system properties (`$.mid`, ...) first, then the
+    /// application ones; a key without a value shows as `(no value)`.
+    pub fn display_pairs(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .system
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        v.extend(
+            self.app
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().unwrap_or_else(|| "(no value)".into()))),
+        );
+        v
+    }
+
     /// Writes the bag: system properties first (fixed order), then application properties
     /// in order; names and values percent-encoded.
     pub fn encode(&self, prefix: SysPrefix) -> String {

@@ -283,6 +283,8 @@ pub enum Event {
         at: u64,
         /// The packet.
         packet: Packet,
+        /// Its size on the wire, in bytes.
+        size: usize,
     },
     /// Something the hub sent could not be understood, or the connection failed.
     Error(String),
@@ -430,12 +432,14 @@ impl DeviceSession {
     fn send(&mut self, now: u64, p: Packet) {
         match p.to_bytes() {
             Ok(b) => {
+                let size = b.len();
                 self.transmit.push_back(b);
                 self.last_sent = now;
                 self.events.push_back(Event::Traffic {
                     outbound: true,
                     at: now,
                     packet: p,
+                    size,
                 });
             }
             Err(e) => self
@@ -602,6 +606,7 @@ impl DeviceSession {
                         outbound: false,
                         at: now,
                         packet: p.clone(),
+                        size: used,
                     });
                     self.packet(now, p);
                 }
