@@ -272,15 +272,50 @@ impl Device {
     /// Sends (or queues) telemetry; returns a message for the user on refusal. The
     /// message goes into the view's history (size and properties) before its events.
     pub fn send_telemetry(&self, t: Telemetry) -> Result<(), String> {
-        let rc = self.rc().ok_or("not connected: connect first")?;
+        self.send(t, false)
+    }
+
+    /// Sends (or queues) a message of the generator's run, counted in the run's stats.
+    pub fn send_generated(&self, t: Telemetry) -> Result<(), String> {
+        self.send(t, true)
+    }
+
+    /// When the current generator run started (ms), if one is counted.
+    pub fn run_start(&self) -> Option<u64> {
+        self.view
+            .with_untracked(|v| v.run.as_ref().map(|r| r.started_at))
+    }
+
+    /// Starts counting a generator run.
+    pub fn run_started(&self) {
+        self.view.update(|v| v.run_started(now_ms()));
+    }
+
+    /// Stops counting the generator run.
+    pub fn run_stopped(&self) {
+        self.view.update(|v| v.run_stopped(now_ms()));
+    }
+
+    fn send(&self, t: Telemetry, from_run: bool) -> Result<(), String> {
+        let Some(rc) = self.rc() else {
+            if from_run {
+                self.view.update(DeviceView::run_message_refused);
+            }
+            return Err("not connected: connect first".into());
+        };
         let size = t.body.len() + t.props.counted_size();
         let props = t.props.encode(twinscope_proto::iothub::SysPrefix::Literal);
+        let qos1 = t.qos != Some(twinscope_proto::mqtt::QoS::AtMostOnce);
         let r = rc.borrow_mut().session.publish_telemetry(now_ms(), t);
-        match &r {
-            Ok(id) => self
+        match (&r, from_run) {
+            (Ok(id), false) => self
                 .view
                 .update(|v| v.telemetry_queued(*id, size, props, now_ms())),
-            Err(_) => self.view.update(DeviceView::telemetry_refused),
+            (Ok(id), true) => self
+                .view
+                .update(|v| v.run_message_queued(*id, size, props, now_ms(), qos1)),
+            (Err(_), false) => self.view.update(DeviceView::telemetry_refused),
+            (Err(_), true) => self.view.update(DeviceView::run_message_refused),
         }
         self.pump(&rc);
         r.map(|_| ()).map_err(|e| e.to_string())
@@ -307,6 +342,17 @@ impl Device {
 
     /// Answers a method call and removes it from the list.
     pub fn respond_method(&self, rid: &str, status: i32, payload: &[u8]) -> Result<(), String> {
+        self.respond_method_by(rid, status, payload, None)
+    }
+
+    /// Answers a method call; `rule` names the rule that answered (shown in the history).
+    pub fn respond_method_by(
+        &self,
+        rid: &str,
+        status: i32,
+        payload: &[u8],
+        rule: Option<String>,
+    ) -> Result<(), String> {
         let rc = self.rc().ok_or("not connected: connect first")?;
         let r = rc
             .borrow_mut()
@@ -315,7 +361,7 @@ impl Device {
         self.pump(&rc);
         r.map_err(|e| e.to_string())?;
         self.view
-            .update(|v| v.answered(rid, status, payload, now_ms()));
+            .update(|v| v.answered(rid, status, payload, now_ms(), rule));
         Ok(())
     }
 

@@ -149,6 +149,8 @@ pub enum CallOutcome {
         status: i32,
         /// The payload sent.
         payload: String,
+        /// The rule that answered, or `None` when the user did.
+        rule: Option<String>,
     },
     /// The connection was lost before it was answered: the hub dropped the call.
     Dropped,
@@ -178,6 +180,38 @@ pub struct SentMessage {
     pub sent: bool,
     /// Acknowledged by the hub (QoS 1).
     pub acked: bool,
+}
+
+/// A generator run's counts: only the messages the run sent.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunStats {
+    /// When it started (ms).
+    pub started_at: u64,
+    /// When it stopped (ms), once it has.
+    pub ended_at: Option<u64>,
+    /// Messages written to the socket.
+    pub sent: u64,
+    /// QoS 1 messages acknowledged.
+    pub acked: u64,
+    /// Messages refused before sending (invalid, queue full).
+    pub failed: u64,
+    /// Bytes counted against the size limit, summed.
+    pub bytes: u64,
+    /// The run's messages not yet finished: (id, waits for a PUBACK).
+    open: std::collections::HashMap<MessageId, bool>,
+}
+
+impl RunStats {
+    /// Messages a second since the start (until `now` or the end).
+    pub fn rate(&self, now: u64) -> f64 {
+        let end = self.ended_at.unwrap_or(now);
+        let secs = end.saturating_sub(self.started_at) as f64 / 1000.0;
+        if secs <= 0.0 {
+            0.0
+        } else {
+            self.sent as f64 / secs
+        }
+    }
 }
 
 /// One packet in the traffic inspector: the decoded record and, once known, the request
@@ -227,6 +261,8 @@ pub struct DeviceView {
     pub past_calls: Ring<PastCall>,
     /// Packets both ways.
     pub traffic: Ring<TrafficEntry>,
+    /// The telemetry generator's current (or last) run.
+    pub run: Option<RunStats>,
     /// Reported patches sent and not yet answered, by request.
     patches: Vec<(RequestId, Value)>,
     /// Requests in the traffic waiting for their answers.
@@ -261,6 +297,7 @@ impl DeviceView {
             methods: Ring::new(METHOD_LIMIT),
             past_calls: Ring::new(METHOD_LIMIT),
             traffic: Ring::new(TRAFFIC_LIMIT),
+            run: None,
             patches: Vec::new(),
             pairing: Pairing::default(),
             next_id: 1,
@@ -322,6 +359,56 @@ impl DeviceView {
 
     /// The user's message `message` was accepted by the session (sent or queued).
     pub fn telemetry_queued(&mut self, message: MessageId, size: usize, props: String, now: u64) {
+        self.queued(message, size, props, now, None);
+    }
+
+    /// A message of the generator's run was queued (`qos1`: it waits for a PUBACK).
+    pub fn run_message_queued(
+        &mut self,
+        message: MessageId,
+        size: usize,
+        props: String,
+        now: u64,
+        qos1: bool,
+    ) {
+        self.queued(message, size, props, now, Some(qos1));
+    }
+
+    /// A generator run starts now.
+    pub fn run_started(&mut self, now: u64) {
+        self.run = Some(RunStats {
+            started_at: now,
+            ..RunStats::default()
+        });
+    }
+
+    /// The generator run stopped (finished or by the user).
+    pub fn run_stopped(&mut self, now: u64) {
+        if let Some(r) = &mut self.run {
+            r.ended_at.get_or_insert(now);
+        }
+    }
+
+    /// A message of the run was refused before sending.
+    pub fn run_message_refused(&mut self) {
+        self.failed += 1;
+        if let Some(r) = &mut self.run {
+            r.failed += 1;
+        }
+    }
+
+    fn queued(
+        &mut self,
+        message: MessageId,
+        size: usize,
+        props: String,
+        now: u64,
+        run: Option<bool>,
+    ) {
+        if let (Some(qos1), Some(r)) = (run, &mut self.run) {
+            r.open.insert(message, qos1);
+            r.bytes += size as u64;
+        }
         let id = self.id();
         self.history.push(
             id,
@@ -352,7 +439,14 @@ impl DeviceView {
     }
 
     /// The user answered the call `rid`: it moves to the history with the answer.
-    pub fn answered(&mut self, rid: &str, status: i32, payload: &[u8], now: u64) {
+    pub fn answered(
+        &mut self,
+        rid: &str,
+        status: i32,
+        payload: &[u8],
+        now: u64,
+        rule: Option<String>,
+    ) {
         let payload = String::from_utf8_lossy(payload).into_owned();
         self.finish_calls(
             now,
@@ -360,6 +454,7 @@ impl DeviceView {
             || CallOutcome::Answered {
                 status,
                 payload: payload.clone(),
+                rule: rule.clone(),
             },
         );
     }
@@ -423,12 +518,25 @@ impl DeviceView {
             }
             Event::TelemetrySent(m) => {
                 self.sent += 1;
+                if let Some(r) = &mut self.run {
+                    if let Some(qos1) = r.open.get(m).copied() {
+                        r.sent += 1;
+                        if !qos1 {
+                            r.open.remove(m);
+                        }
+                    }
+                }
                 if let Some(h) = self.history_entry(*m) {
                     h.sent = true;
                 }
             }
             Event::TelemetryAcked(m) => {
                 self.acked += 1;
+                if let Some(r) = &mut self.run {
+                    if r.open.remove(m).is_some() {
+                        r.acked += 1;
+                    }
+                }
                 if let Some(h) = self.history_entry(*m) {
                     h.acked = true;
                 }
@@ -730,7 +838,7 @@ mod tests {
         };
         v.apply(&call("1"), 10);
         v.apply(&call("2"), 20);
-        v.answered("1", 201, b"{\"ok\":true}", 25);
+        v.answered("1", 201, b"{\"ok\":true}", 25, Some("rule 1".into()));
         let left: Vec<&str> = v.methods.iter().map(|e| e.value.rid.as_str()).collect();
         assert_eq!(left, vec!["2"]);
         assert_eq!(v.methods.iter().next().unwrap().at, 20);
@@ -757,7 +865,8 @@ mod tests {
                     "1",
                     CallOutcome::Answered {
                         status: 201,
-                        payload: "{\"ok\":true}".into()
+                        payload: "{\"ok\":true}".into(),
+                        rule: Some("rule 1".into()),
                     },
                     15
                 ),
@@ -822,5 +931,32 @@ mod tests {
         assert_eq!(e[0].value.pair, Some(pair), "the request knows its answer");
         assert_eq!(v.traffic.get(e[1].id).map(|x| x.at), Some(14));
         assert!(v.traffic.get(9999).is_none());
+    }
+
+    #[test]
+    fn a_run_counts_only_its_own_messages() {
+        let mut v = DeviceView::new();
+        v.run_started(1000);
+        v.telemetry_queued(1, 10, String::new(), 1000);
+        v.run_message_queued(2, 20, String::new(), 1000, true);
+        v.run_message_queued(3, 30, String::new(), 1000, false);
+        v.run_message_refused();
+        for m in [1, 2, 3] {
+            v.apply(&Event::TelemetrySent(m), 1100);
+        }
+        v.apply(&Event::TelemetryAcked(1), 1200);
+        v.apply(&Event::TelemetryAcked(2), 1200);
+        let r = v.run.clone().unwrap();
+        assert_eq!((r.sent, r.acked, r.failed, r.bytes), (2, 1, 1, 50));
+        assert_eq!((v.sent, v.acked, v.failed), (3, 2, 1));
+        assert!(
+            r.open.is_empty(),
+            "QoS 0 is done when sent, QoS 1 when acknowledged"
+        );
+        assert!((r.rate(2000) - 2.0).abs() < 1e-9);
+        v.run_stopped(3000);
+        v.run_stopped(5000);
+        assert_eq!(v.run.as_ref().unwrap().ended_at, Some(3000));
+        assert!((v.run.as_ref().unwrap().rate(9999) - 1.0).abs() < 1e-9);
     }
 }

@@ -2,8 +2,10 @@
 
 mod connection;
 mod console;
+mod generator;
 pub mod model;
 mod panels;
+mod rules;
 pub mod tabs;
 mod traffic;
 

@@ -170,7 +170,7 @@ impl TelemetryForm {
         )
     }
 
-    fn counted_size(&self) -> usize {
+    pub fn counted_size(&self) -> usize {
         let sys: usize = [
             &self.content_type,
             &self.content_encoding,

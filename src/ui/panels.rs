@@ -3,8 +3,11 @@
 
 use leptos::prelude::*;
 
+use super::generator::{render_next, GeneratorSection};
 use super::model::{body_text, method_wait, property_lines, TelemetryForm};
+use super::rules::MethodRules;
 use crate::client::{CallOutcome, ConnStatus, Console, Device, DeviceView, Entry, Ring};
+use crate::tools::generator::Plan;
 use twinscope_proto::session::C2dMessage;
 
 /// An empty state: what will appear here and how to make it appear.
@@ -52,7 +55,7 @@ pub(super) fn json_tree(key: Option<&str>, v: &serde_json::Value) -> AnyView {
 
 /// One of the view's lists for a keyed `<For>`, re-read only when that list changed (its
 /// revision), not on every session event.
-fn list<T: Clone + 'static>(
+pub(super) fn list<T: Clone + 'static>(
     device: Device,
     pick: fn(&DeviceView) -> &Ring<T>,
     newest_first: bool,
@@ -148,11 +151,37 @@ pub fn TelemetryPanel() -> impl IntoView {
         creation_time: creation_time.get(),
         qos: qos.get().parse().unwrap_or(1),
     });
+    // Template fields ({{counter}}, {{now}}, ...) in the body and property values, filled
+    // in per message; `counter` counts the messages this form has produced.
+    let counter = RwSignal::new(0u64);
+    let plan = Memo::new(move |_| form.with(Plan::parse));
+    // The next message as it would go out (the form itself when it has no fields).
+    let next = Memo::new(move |_| {
+        let f = form.get();
+        match plan.get() {
+            Ok(p) if p.has_fields() => {
+                let c = counter.get() + 1;
+                render_next(&p, &f, c, device)
+            }
+            _ => f,
+        }
+    });
     let send = move || {
-        let result = form
+        let result = plan
             .get_untracked()
-            .to_telemetry_with(crate::client::fresh_message_id)
+            .map(|p| {
+                render_next(
+                    &p,
+                    &form.get_untracked(),
+                    counter.get_untracked() + 1,
+                    device,
+                )
+            })
+            .and_then(|f| f.to_telemetry_with(crate::client::fresh_message_id))
             .and_then(|t| device.send_telemetry(t));
+        if result.is_ok() {
+            counter.update(|c| *c += 1);
+        }
         error.set(result.err());
     };
     let format_body = move |_| match form.get_untracked().formatted_body() {
@@ -179,12 +208,14 @@ pub fn TelemetryPanel() -> impl IntoView {
             </label>
             <div class="field--wide body-tools">
                 <button type="button" class="btn btn--small" on:click=format_body>"Format JSON"</button>
-                <span class="muted" data-testid="telemetry-size">{move || form.with(TelemetryForm::size_meter)}</span>
+                <span class="muted" data-testid="telemetry-size">{move || next.with(TelemetryForm::size_meter)}</span>
             </div>
             {move || {
-                // Checked as you type: the body first, then names, times and the rest.
-                let f = form.get();
-                f.body_problem()
+                // Checked as you type: the templates, the body (as it will go out), then
+                // names, times and the rest.
+                let f = next.get();
+                plan.get().err()
+                    .or_else(|| f.body_problem())
                     .or_else(|| f.to_telemetry().err())
                     .map(|e| view! { <p class="error field--wide" data-testid="error" role="alert">{e}</p> })
             }}
@@ -225,9 +256,10 @@ pub fn TelemetryPanel() -> impl IntoView {
                 {move || device.view().with(|v| format!("{} sent, {} acknowledged, {} failed", v.sent, v.acked, v.failed))}
             </span>
         </div>
+        <GeneratorSection form=form plan=plan next=next counter=counter />
         {move || form.with(TelemetryForm::warnings).into_iter().map(|w| view! { <p class="hint warning">{w}</p> }).collect_view()}
         {move || {
-            let live = form.with(|f| f.to_telemetry().err());
+            let live = plan.get().err().or_else(|| next.with(|f| f.to_telemetry().err()));
             error.get().filter(|e| Some(e) != live.as_ref()).map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })
         }}
         <h3 class="subhead">"Sent"</h3>
@@ -449,6 +481,7 @@ pub fn MethodsPanel() -> impl IntoView {
     let device = expect_context::<Device>();
     view! {
         <h2 class="sr-only">"Direct methods"</h2>
+        <MethodRules />
         <div data-testid="method-list" class="list">
             <Show
                 when=move || device.view().with(|v| !v.methods.is_empty())
@@ -518,8 +551,11 @@ pub fn MethodsPanel() -> impl IntoView {
                                 e.value.call.rid,
                                 crate::client::clock_label(e.at.saturating_sub(e.value.waited_ms)),
                                 match &e.value.outcome {
-                                    CallOutcome::Answered { status, .. } =>
-                                        format!("answered {status} after {:.1} s", e.value.waited_ms as f64 / 1000.0),
+                                    CallOutcome::Answered { status, rule, .. } => format!(
+                                        "answered {status} after {:.1} s {}",
+                                        e.value.waited_ms as f64 / 1000.0,
+                                        rule.as_ref().map_or("by hand".to_string(), |r| format!("by {r}"))
+                                    ),
                                     CallOutcome::Dropped => format!(
                                         "not answered: the connection was lost after {:.1} s, so the hub dropped the call",
                                         e.value.waited_ms as f64 / 1000.0

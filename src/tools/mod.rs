@@ -1,0 +1,6 @@
+//! Power tools' plain logic (no web-sys): template fields, the telemetry generator's plan,
+//! schedule and billing, and method-answer rules. Natively tested; the UI only calls them.
+
+pub mod generator;
+pub mod rules;
+pub mod template;
