@@ -113,7 +113,7 @@ pub fn ConnectionPanel() -> impl IntoView {
                 })
             }}
         </div>
-        <details class="advanced">
+        <details class="advanced" open>
             <summary>"Advanced"</summary>
             <label class="field">
                 <span class="field-label">"WebSocket endpoint"</span>
@@ -205,7 +205,7 @@ fn SasGenerator(conn_string: ReadSignal<String>) -> impl IntoView {
         });
     };
     view! {
-        <details class="advanced sas">
+        <details class="advanced sas" open>
             <summary>"SAS token generator"</summary>
             <label class="field">
                 <span class="field-label">"Lifetime (minutes)"</span>

@@ -78,7 +78,7 @@ pub fn MethodRules() -> impl IntoView {
 
     let rule_rows = move || rules.get().into_iter().enumerate().collect::<Vec<_>>();
     view! {
-        <details class="rules" open=move || !rules.with(Vec::is_empty)>
+        <details class="rules" open>
             <summary>
                 {move || match rules.with(Vec::len) {
                     0 => "Rules: answer calls automatically".to_string(),
