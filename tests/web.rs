@@ -291,3 +291,115 @@ async fn keyboard_focus_follows_the_page_order_and_is_visible() {
         );
     }
 }
+
+fn local_storage() -> web_sys::Storage {
+    window().local_storage().unwrap().unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn profiles_save_switch_and_import_keeping_keys_only_when_asked() {
+    local_storage().clear().unwrap();
+    let root = mount_app();
+    leptos::task::tick().await;
+    let key = "c2VjcmV0LWRldmljZS1rZXk=";
+    let cs = format!("HostName=lab.azure-devices.net;DeviceId=sensor-1;SharedAccessKey={key}");
+    type_into(&by_testid(&root, "conn-string"), &cs);
+    type_into(&by_testid(&root, "profile-name"), "lab");
+    by_testid(&root, "profile-save").click();
+    leptos::task::tick().await;
+    let stored = local_storage()
+        .get_item("twinscope.profiles")
+        .unwrap()
+        .unwrap();
+    assert!(
+        stored.contains("sensor-1") && !stored.contains(key),
+        "no key unless asked: {stored}"
+    );
+    assert!(by_testid(&root, "profile-status")
+        .text_content()
+        .unwrap()
+        .contains("without its key"));
+
+    type_into(&by_testid(&root, "profile-name"), "lab with key");
+    by_testid(&root, "profile-remember-key").click();
+    by_testid(&root, "profile-save").click();
+    leptos::task::tick().await;
+    let stored = local_storage()
+        .get_item("twinscope.profiles")
+        .unwrap()
+        .unwrap();
+    assert!(stored.contains(key), "remembered when asked");
+    let items = root
+        .query_selector_all("[data-testid=profile-item]")
+        .unwrap();
+    assert_eq!(items.length(), 2);
+
+    // One click fills the form: without the key, the user is told where to paste it.
+    type_into(&by_testid(&root, "conn-string"), "");
+    let first: HtmlElement = items.item(0).unwrap().unchecked_into();
+    first
+        .query_selector("button")
+        .unwrap()
+        .unwrap()
+        .unchecked_into::<HtmlElement>()
+        .click();
+    leptos::task::tick().await;
+    let conn: web_sys::HtmlInputElement = by_testid(&root, "conn-string").unchecked_into();
+    assert_eq!(
+        conn.value(),
+        "HostName=lab.azure-devices.net;DeviceId=sensor-1;SharedAccessKey="
+    );
+    assert!(by_testid(&root, "profile-status")
+        .text_content()
+        .unwrap()
+        .contains("paste the key"));
+    let second: HtmlElement = items.item(1).unwrap().unchecked_into();
+    second
+        .query_selector("button")
+        .unwrap()
+        .unwrap()
+        .unchecked_into::<HtmlElement>()
+        .click();
+    leptos::task::tick().await;
+    assert_eq!(conn.value(), cs);
+
+    // Import merges a file's profiles by name; a bad file is refused in words.
+    let import = |text: &str| {
+        let parts = js_sys::Array::of1(&text.into());
+        let file = web_sys::File::new_with_str_sequence(&parts, "profiles.json").unwrap();
+        let dt = web_sys::DataTransfer::new().unwrap();
+        dt.items().add_with_file(&file).unwrap();
+        let input: web_sys::HtmlInputElement = by_testid(&root, "profile-import").unchecked_into();
+        input.set_files(dt.files().as_ref());
+        let init = web_sys::EventInit::new();
+        init.set_bubbles(true);
+        input
+            .dispatch_event(&web_sys::Event::new_with_event_init_dict("change", &init).unwrap())
+            .unwrap();
+    };
+    import(
+        r#"{"version":1,"profiles":[{"name":"field","connectionString":"HostName=f.azure-devices.net;DeviceId=pump-2;SharedAccessKey="}]}"#,
+    );
+    let mut waited = 0;
+    while root
+        .query_selector_all("[data-testid=profile-item]")
+        .unwrap()
+        .length()
+        < 3
+    {
+        assert!(waited < 2000, "import did not add the profile");
+        gloo_timers::future::TimeoutFuture::new(20).await;
+        waited += 20;
+    }
+    assert!(by_testid(&root, "profile-list")
+        .text_content()
+        .unwrap()
+        .contains("pump-2 @ f.azure-devices.net"));
+    import("[1, 2]");
+    gloo_timers::future::TimeoutFuture::new(200).await;
+    assert!(by_testid(&root, "error")
+        .text_content()
+        .unwrap()
+        .contains("not a twinscope profiles file"));
+    local_storage().clear().unwrap();
+}

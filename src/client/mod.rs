@@ -9,7 +9,10 @@ pub mod view;
 
 pub use device::{clock_label, now_ms, ConnectOptions, Device};
 pub use hub::{fetch_demo, DemoDevice};
-pub use page::{copy_text, focus_element, fresh_message_id, page_origin};
+pub use page::{
+    copy_text, download_text, focus_element, fresh_message_id, page_origin, storage_get,
+    storage_set,
+};
 pub use service::{Console, ServiceAnswer};
 pub use view::{CallOutcome, DeviceView, Entry, PastCall, Ring, TrafficEntry};
 

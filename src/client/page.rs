@@ -46,3 +46,39 @@ pub fn fresh_message_id() -> String {
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The value stored under `key` in localStorage, if any.
+pub fn storage_get(key: &str) -> Option<String> {
+    web_sys::window()?
+        .local_storage()
+        .ok()??
+        .get_item(key)
+        .ok()?
+}
+
+/// Stores `value` under `key` in localStorage.
+pub fn storage_set(key: &str, value: &str) -> Result<(), String> {
+    web_sys::window()
+        .and_then(|w| w.local_storage().ok().flatten())
+        .ok_or("this browser does not allow localStorage here")?
+        .set_item(key, value)
+        .map_err(|_| {
+            "the browser refused to store the profiles (storage full or disabled)".to_string()
+        })
+}
+
+/// Offers `text` as a file download named `name`; returns the object URL (kept valid so a
+/// link to it works), or `None` if the browser refused.
+pub fn download_text(name: &str, mime: &str, text: &str) -> Option<String> {
+    let parts = js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(text));
+    let opts = web_sys::BlobPropertyBag::new();
+    opts.set_type(mime);
+    let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts).ok()?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob).ok()?;
+    let doc = web_sys::window()?.document()?;
+    let a: web_sys::HtmlAnchorElement = doc.create_element("a").ok()?.unchecked_into();
+    a.set_href(&url);
+    a.set_download(name);
+    a.click();
+    Some(url)
+}

@@ -2,5 +2,6 @@
 //! schedule and billing, and method-answer rules. Natively tested; the UI only calls them.
 
 pub mod generator;
+pub mod profiles;
 pub mod rules;
 pub mod template;

@@ -4,6 +4,7 @@ use leptos::prelude::*;
 
 use super::model::{connection_fields, generate_sas, ConnectForm};
 use super::panels::TextField;
+use super::profiles::ProfilesSection;
 use crate::client::{copy_text, fetch_demo, now_ms, page_origin, ConnStatus, Console, Device};
 
 /// Connection string, endpoint override, token lifetime, connect and disconnect.
@@ -48,17 +49,29 @@ pub fn ConnectionPanel() -> impl IntoView {
         }
     });
 
+    // The form as one value (for connecting and for profiles), and back into the fields.
+    let current = move || ConnectForm {
+        endpoint: endpoint.get_untracked(),
+        ttl_min: ttl_min.get_untracked(),
+        clean_session: clean_session.get_untracked(),
+        keep_alive: keep_alive.get_untracked(),
+        api_version: api_version.get_untracked(),
+        model_id: model_id.get_untracked(),
+        will_body: will_body.get_untracked(),
+        will_props: will_props.get_untracked(),
+    };
+    let fill = move |f: ConnectForm| {
+        endpoint.set(f.endpoint);
+        ttl_min.set(f.ttl_min);
+        clean_session.set(f.clean_session);
+        keep_alive.set(f.keep_alive);
+        api_version.set(f.api_version);
+        model_id.set(f.model_id);
+        will_body.set(f.will_body);
+        will_props.set(f.will_props);
+    };
     let connect = move |_| {
-        let form = ConnectForm {
-            endpoint: endpoint.get_untracked(),
-            ttl_min: ttl_min.get_untracked(),
-            clean_session: clean_session.get_untracked(),
-            keep_alive: keep_alive.get_untracked(),
-            api_version: api_version.get_untracked(),
-            model_id: model_id.get_untracked(),
-            will_body: will_body.get_untracked(),
-            will_props: will_props.get_untracked(),
-        };
+        let form = current();
         let r = form
             .to_options()
             .and_then(|o| device.connect_with(&conn_string.get_untracked(), &o));
@@ -68,6 +81,11 @@ pub fn ConnectionPanel() -> impl IntoView {
 
     view! {
         <h2 class="side-title">"Connection"</h2>
+        <ProfilesSection
+            conn_string=conn_string
+            current=Callback::new(move |()| current())
+            fill=Callback::new(fill)
+        />
         <Show when=move || demo_cs.with(|d| d.as_deref() == Some(conn_string.get().as_str()))>
             <p class="hint">"devhub's demo device is filled in. Connect to try it."</p>
         </Show>

@@ -5,6 +5,7 @@ mod console;
 mod generator;
 pub mod model;
 mod panels;
+mod profiles;
 mod rules;
 pub mod tabs;
 mod traffic;

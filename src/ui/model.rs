@@ -239,7 +239,8 @@ pub fn body_text(body: &[u8]) -> String {
 }
 
 /// The connection form's settings as typed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct ConnectForm {
     /// WebSocket URL override.
     pub endpoint: String,

@@ -3,10 +3,9 @@
 //! only the rows on screen, so thousands of entries scroll smoothly.
 
 use leptos::prelude::*;
-use leptos::wasm_bindgen::JsCast;
 use twinscope_proto::traffic::{to_ndjson, Filter, Kind};
 
-use crate::client::{clock_label, Device, Entry, TrafficEntry};
+use crate::client::{clock_label, download_text, Device, Entry, TrafficEntry};
 
 /// Height of one row, in CSS pixels (the stylesheet's `.traffic-entry` matches it).
 const ROW_PX: f64 = 22.0;
@@ -113,13 +112,10 @@ pub fn TrafficDrawer() -> impl IntoView {
         if let Some((old, _)) = export_url.get_untracked() {
             let _ = web_sys::Url::revoke_object_url(&old);
         }
-        match ndjson_url(&text) {
-            Some(url) => {
-                export_url.set(Some((url.clone(), n)));
-                download(&url, "twinscope-traffic.ndjson");
-            }
-            None => export_url.set(None),
-        }
+        export_url.set(
+            download_text("twinscope-traffic.ndjson", "application/x-ndjson", &text)
+                .map(|u| (u, n)),
+        );
     };
 
     view! {
@@ -279,28 +275,6 @@ fn TrafficDetail(selected: RwSignal<Option<u64>>) -> impl IntoView {
                 }
             }}
         </aside>
-    }
-}
-
-/// An object URL for `text` as an NDJSON file.
-fn ndjson_url(text: &str) -> Option<String> {
-    let parts = js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(text));
-    let opts = web_sys::BlobPropertyBag::new();
-    opts.set_type("application/x-ndjson");
-    let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts).ok()?;
-    web_sys::Url::create_object_url_with_blob(&blob).ok()
-}
-
-/// Asks the browser to save `url` as `name`.
-fn download(url: &str, name: &str) {
-    let Some(doc) = web_sys::window().and_then(|w| w.document()) else {
-        return;
-    };
-    if let Ok(a) = doc.create_element("a") {
-        let a: web_sys::HtmlAnchorElement = a.unchecked_into();
-        a.set_href(url);
-        a.set_download(name);
-        a.click();
     }
 }
 
