@@ -235,8 +235,10 @@ mod tests {
         mine.remove("a");
         assert_eq!(mine.profiles.len(), 1);
         // The stored form round-trips with settings.
-        let mut s = ConnectForm::default();
-        s.model_id = "dtmi:x;1".into();
+        let s = ConnectForm {
+            model_id: "dtmi:x;1".into(),
+            ..ConnectForm::default()
+        };
         mine.upsert(Profile::new("c", CS, false, s.clone()).unwrap());
         assert_eq!(
             Profiles::from_json(&mine.to_json()).unwrap().profiles[1].settings,
