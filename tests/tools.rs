@@ -246,3 +246,72 @@ async fn method_rules_answer_calls_with_the_request_payload() {
     })
     .await;
 }
+
+#[wasm_bindgen_test]
+async fn a_desired_property_is_acknowledged_the_plug_and_play_way() {
+    let Some((base, service)) = devhub() else {
+        return;
+    };
+    let cs = create_device(base, &service, "pnp-1").await;
+    let root = mount_app();
+    leptos::task::tick().await;
+    type_into(&el(&root, "conn-model-id"), "dtmi:com:example:Thermostat;1");
+    connect_ui(&root, &cs, base).await;
+    el(&root, "tab-twin").click();
+    assert_eq!(
+        text(&root, "twin-model-id"),
+        "dtmi:com:example:Thermostat;1"
+    );
+
+    let patch = json!({"properties": {"desired": {"targetTemperature": 22.5}}});
+    let (status, twin) = call(
+        base,
+        &service,
+        "PATCH",
+        "/twins/pnp-1",
+        Some(&patch.to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{twin}");
+    let version = twin["properties"]["desired"]["$version"].as_u64().unwrap();
+    let row = |root: &HtmlElement| {
+        all(root, "twin-diff-row").into_iter().find(|r| {
+            r.text_content()
+                .unwrap_or_default()
+                .contains("targetTemperature")
+        })
+    };
+    wait_until("the desired property in the comparison", 5_000, || {
+        row(&root).is_some_and(|r| {
+            r.text_content()
+                .unwrap_or_default()
+                .contains("not reported")
+        })
+    })
+    .await;
+    type_into(&el(&root, "twin-ack-description"), "set by twinscope");
+    let button: HtmlElement = leptos::wasm_bindgen::JsCast::unchecked_into(
+        row(&root)
+            .unwrap()
+            .query_selector("[data-testid=twin-ack]")
+            .unwrap()
+            .unwrap(),
+    );
+    button.click();
+    wait_until("acknowledged", 5_000, || {
+        row(&root).is_some_and(|r| {
+            let t = r.text_content().unwrap_or_default();
+            t.contains("same") && t.contains(&format!("ac 200, av {version}"))
+        })
+    })
+    .await;
+    let (_, twin) = call(base, &service, "GET", "/twins/pnp-1", None).await;
+    assert_eq!(
+        twin["properties"]["reported"]["targetTemperature"],
+        json!({"value": 22.5, "ac": 200, "av": version, "ad": "set by twinscope"})
+    );
+    assert_eq!(
+        twin["modelId"], "dtmi:com:example:Thermostat;1",
+        "devhub keeps the model id"
+    );
+}

@@ -113,6 +113,8 @@ pub struct Device {
     pub identity: RwSignal<Option<String>>,
     /// The device's client id (`device` or `device/module`) while a session exists.
     pub target: RwSignal<Option<String>>,
+    /// The Plug and Play model id the device announced, if any.
+    pub model_id: RwSignal<Option<String>>,
     /// The browser clock, ticking each second while a session exists.
     pub now: RwSignal<u64>,
     inner: StoredValue<Option<Rc<RefCell<Inner>>>, LocalStorage>,
@@ -131,6 +133,7 @@ impl Device {
             view: RwSignal::new(DeviceView::new()),
             identity: RwSignal::new(None),
             target: RwSignal::new(None),
+            model_id: RwSignal::new(None),
             now: RwSignal::new(now_ms()),
             inner: StoredValue::new_local(None),
         }
@@ -235,6 +238,8 @@ impl Device {
         });
         self.identity.set(Some(label));
         self.target.set(Some(identity.client_id()));
+        self.model_id
+            .set(o.model_id.clone().filter(|m| !m.trim().is_empty()));
         let now_signal = self.now;
         let clock = Interval::new(1000, move || now_signal.set(now_ms()));
         let rc = Rc::new(RefCell::new(Inner {

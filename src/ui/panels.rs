@@ -415,6 +415,7 @@ pub fn TwinPanel() -> impl IntoView {
                 Some(t) => json_tree(None, &t.to_json()),
             })}
         </div>
+        <TwinCompare />
         <details class="service-twin" data-testid="twin-service">
             <summary>"$metadata and tags (the twin as the service sees it)"</summary>
             <Show
@@ -573,5 +574,109 @@ pub fn MethodsPanel() -> impl IntoView {
                 </article>
             </For>
         </div>
+    }
+}
+
+/// Desired and reported side by side, with Plug and Play acknowledgements in one click.
+#[component]
+fn TwinCompare() -> impl IntoView {
+    use twinscope_proto::iothub::pnp::{ack_patch, compare, desired_properties, Agreement};
+    let device = expect_context::<Device>();
+    let ac = RwSignal::new("200".to_string());
+    let ad = RwSignal::new("completed".to_string());
+    let error = RwSignal::new(None::<String>);
+    let twin = Memo::new(move |_| device.view().with(|v| v.twin.clone()));
+    let rows = move || {
+        twin.with(|t| {
+            t.as_ref()
+                .map(|t| compare(&t.desired.properties, &t.reported.properties))
+                .unwrap_or_default()
+        })
+    };
+    let acknowledge = move |path: String| {
+        let Some(t) = twin.get_untracked() else {
+            return;
+        };
+        let Some(p) = desired_properties(&t.desired.properties)
+            .into_iter()
+            .find(|p| {
+                p.component
+                    .as_ref()
+                    .map_or(p.name.clone(), |c| format!("{c}.{}", p.name))
+                    == path
+            })
+        else {
+            return;
+        };
+        let r = ac
+            .get_untracked()
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| "the acknowledgement status must be a number such as 200".to_string())
+            .and_then(|code| {
+                let patch = ack_patch(&p, t.desired.version, code, Some(ad.get_untracked().trim()));
+                device.patch_reported(&patch)
+            });
+        error.set(r.err());
+    };
+    view! {
+        <h3 class="subhead">"Desired vs reported"</h3>
+        {move || device.model_id.get().map(|m| view! {
+            <p class="muted">"Plug and Play model " <span class="mono" data-testid="twin-model-id">{m}</span></p>
+        })}
+        <Show
+            when=move || twin.with(Option::is_some)
+            fallback=|| view! { <p class="muted">"Get the twin to compare desired and reported properties."</p> }
+        >
+            <div class="actions ack-settings">
+                <label class="field">
+                    <span class="field-label">"Acknowledge with status (ac)"</span>
+                    <select data-testid="twin-ack-status" bind:value=ac>
+                        <option value="200">"200 accepted"</option>
+                        <option value="202">"202 in progress"</option>
+                        <option value="400">"400 rejected"</option>
+                        <option value="500">"500 failed"</option>
+                    </select>
+                </label>
+                <TextField label="Description (ad)" testid="twin-ack-description" value=ad />
+            </div>
+            <table class="diff mono" data-testid="twin-diff">
+                <thead><tr><th>"property"</th><th>"desired"</th><th>"reported"</th><th></th></tr></thead>
+                <tbody>
+                    <For each=rows key=|r| format!("{}{:?}{:?}{:?}", r.path, r.desired, r.reported, r.ack) let:r>
+                        {
+                            let state = match r.agreement {
+                                Agreement::Same => "same",
+                                Agreement::Differs => "differs",
+                                Agreement::NotReported => "not reported",
+                                Agreement::OnlyReported => "reported only",
+                            };
+                            let reported = r.reported.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "—".into());
+                            let ack = r.ack.as_ref().map(|(ac, av, ad)| {
+                                format!(" (ac {ac}, av {av}{})", ad.as_ref().map(|d| format!(", {d}")).unwrap_or_default())
+                            });
+                            let path = r.path.clone();
+                            let can_ack = r.desired.is_some();
+                            view! {
+                                <tr data-testid="twin-diff-row" class=format!("diff-{}", state.replace(' ', "-"))>
+                                    <td>{r.path.clone()}</td>
+                                    <td>{r.desired.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "—".into())}</td>
+                                    <td>{reported}{ack}</td>
+                                    <td>
+                                        <span class="diff-state">{state}</span>
+                                        {can_ack.then(|| view! {
+                                            <button type="button" class="btn btn--small" data-testid="twin-ack"
+                                                title="Report {value, ac, av, ad} for this desired property (Plug and Play)"
+                                                on:click=move |_| acknowledge(path.clone())>"Acknowledge"</button>
+                                        })}
+                                    </td>
+                                </tr>
+                            }
+                        }
+                    </For>
+                </tbody>
+            </table>
+        </Show>
+        {move || error.get().map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
     }
 }

@@ -184,6 +184,9 @@ pub struct TwinView {
     pub authentication_type: &'static str,
     /// None.
     pub x509_thumbprint: X509Thumbprint,
+    /// The Plug and Play model the device last connected with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
     /// The twin's version.
     pub version: u64,
     /// Tags.

@@ -144,6 +144,10 @@ impl Hub {
                 hub_scoped: token.policy.is_some(),
             },
         );
+        match user.param("model-id") {
+            Some(m) => self.model_ids.insert(client_id.clone(), m.to_string()),
+            None => self.model_ids.remove(&client_id),
+        };
         self.by_client.insert(client_id, conn);
         out.push(Action::Send(
             conn,

@@ -127,6 +127,8 @@ pub struct Hub {
     calls: HashMap<u64, PendingCall>,
     next_call: u64,
     faults: Faults,
+    /// The Plug and Play model id each client last connected with (the twin's `modelId`).
+    model_ids: HashMap<String, String>,
 }
 
 /// Keys for new identities: 32 random bytes, base64.
@@ -150,6 +152,7 @@ impl Hub {
             calls: HashMap::new(),
             next_call: 1,
             faults: Faults::default(),
+            model_ids: HashMap::new(),
         }
     }
 

@@ -218,6 +218,7 @@ impl Hub {
             cloud_to_device_message_count: 0,
             authentication_type: "sas",
             x509_thumbprint: X509Thumbprint::default(),
+            model_id: self.model_ids.get(&id.client_id()).cloned(),
             version: t.version,
             tags: t.tags,
             properties: TwinPropertiesView {

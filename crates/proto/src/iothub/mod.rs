@@ -4,6 +4,7 @@
 pub mod connstr;
 pub mod encoding;
 pub mod identity;
+pub mod pnp;
 pub mod props;
 pub mod sas;
 pub mod service;
