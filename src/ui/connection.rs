@@ -81,11 +81,6 @@ pub fn ConnectionPanel() -> impl IntoView {
 
     view! {
         <h2 class="side-title">"Connection"</h2>
-        <ProfilesSection
-            conn_string=conn_string
-            current=Callback::new(move |()| current())
-            fill=Callback::new(fill)
-        />
         <Show when=move || demo_cs.with(|d| d.as_deref() == Some(conn_string.get().as_str()))>
             <p class="hint">"devhub's demo device is filled in. Connect to try it."</p>
         </Show>
@@ -131,6 +126,37 @@ pub fn ConnectionPanel() -> impl IntoView {
                 })
             }}
         </div>
+        <div class="actions">
+            <button
+                type="button"
+                class="btn btn--primary"
+                data-testid="connect"
+                disabled=busy
+                on:click=connect
+            >
+                "Connect"
+            </button>
+            <button
+                type="button"
+                class="btn"
+                data-testid="disconnect"
+                disabled=move || !busy()
+                on:click=move |_| device.disconnect()
+            >
+                "Disconnect"
+            </button>
+        </div>
+        {move || {
+            form_error
+                .get()
+                .or_else(|| device.view().with(|v| v.error.clone()))
+                .map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })
+        }}
+        <ProfilesSection
+            conn_string=conn_string
+            current=Callback::new(move |()| current())
+            fill=Callback::new(fill)
+        />
         <details class="advanced" open>
             <summary>"Advanced"</summary>
             <label class="field">
@@ -169,32 +195,6 @@ pub fn ConnectionPanel() -> impl IntoView {
                 <textarea class="mono" rows="2" data-testid="conn-will-props" placeholder="$.ct=application/json" bind:value=will_props></textarea>
             </label>
         </details>
-        <div class="actions">
-            <button
-                type="button"
-                class="btn btn--primary"
-                data-testid="connect"
-                disabled=busy
-                on:click=connect
-            >
-                "Connect"
-            </button>
-            <button
-                type="button"
-                class="btn"
-                data-testid="disconnect"
-                disabled=move || !busy()
-                on:click=move |_| device.disconnect()
-            >
-                "Disconnect"
-            </button>
-        </div>
-        {move || {
-            form_error
-                .get()
-                .or_else(|| device.view().with(|v| v.error.clone()))
-                .map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })
-        }}
         <SasGenerator conn_string=conn_string.read_only() />
     }
 }

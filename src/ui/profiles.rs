@@ -132,7 +132,7 @@ pub fn ProfilesSection(
     };
 
     view! {
-        <details class="advanced profiles" open=move || !profiles.with(|p| p.profiles.is_empty())>
+        <details class="advanced profiles" open>
             <summary>{move || format!("Profiles ({})", profiles.with(|p| p.profiles.len()))}</summary>
             <ul class="profile-list" data-testid="profile-list">
                 <For each=move || profiles.get().profiles key=|p| (p.name.clone(), p.connection_string.clone()) let:p>

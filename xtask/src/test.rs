@@ -243,7 +243,13 @@ pub fn run() -> ExitCode {
             "end to end: a new user in headless Chromium through WebDriver (screenshots in docs/)",
             tools
                 .cmd("cargo")
-                .args(["test", "--package", "twinscope-e2e"])
+                .args([
+                    "test",
+                    "--package",
+                    "twinscope-e2e",
+                    "--",
+                    "--test-threads=1",
+                ])
                 .env("TWINSCOPE_E2E_URL", &hub.url)
                 .env("TWINSCOPE_E2E_SERVICE", &hub.service)
                 .env("TWINSCOPE_E2E_WEBDRIVER", &cd.url)

@@ -162,6 +162,162 @@ async fn a_new_user_tries_every_panel() {
     }
 }
 
+/// The power tools as a user meets them: a method answered by a rule, a generator run of
+/// 100 messages (all acknowledged and stored in devhub), a C2D message and a dropped
+/// connection from the hub console (the page reconnects), and a traffic export.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_power_tools_need_nothing_but_the_page() {
+    let Some(env) = env() else { return };
+    let device = "e2e-tools";
+    let c = browser(&env, false).await;
+    c.goto(&format!("{}/", env.url)).await.unwrap();
+    until("the demo prefill", 10, || async {
+        el(&c, "conn-string")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .is_some_and(|v| v.contains("demo-device"))
+    })
+    .await;
+    let (cs, _) = create_device(&env, device).await;
+    type_into(&c, "conn-string", &cs).await;
+    el(&c, "connect").await.click().await.unwrap();
+    until("connected", 15, || async {
+        text(&c, "conn-status").await.trim() == "connected"
+    })
+    .await;
+
+    // A rule answers "reboot" with the call's own payload.
+    el(&c, "tab-methods").await.click().await.unwrap();
+    type_into(&c, "rule-method", "reboot").await;
+    type_into(&c, "rule-status", "200").await;
+    type_into(&c, "rule-payload", r#"{"ok": {{request.in}}}"#).await;
+    el(&c, "rule-add").await.click().await.unwrap();
+    until("the rule listed", 5, || async {
+        text(&c, "rule-item").await.contains("rule 1 (reboot")
+    })
+    .await;
+    let answer: Value = env
+        .rest(reqwest::Method::POST, &format!("/twins/{device}/methods"))
+        .body(
+            json!({"methodName": "reboot", "payload": {"in": 5}, "responseTimeoutInSeconds": 10})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer, json!({"status": 200, "payload": {"ok": 5}}));
+    until("the history names the rule", 5, || async {
+        text(&c, "method-answered").await.contains("by rule 1")
+    })
+    .await;
+
+    // A generator run of 100 messages, all acknowledged and stored.
+    el(&c, "tab-telemetry").await.click().await.unwrap();
+    type_into(&c, "telemetry-body", r#"{"n": {{counter}}}"#).await;
+    type_into(&c, "gen-interval", "20").await;
+    type_into(&c, "gen-count", "100").await;
+    el(&c, "gen-start").await.click().await.unwrap();
+    until("100 acknowledged", 60, || async {
+        text(&c, "gen-acked").await.trim() == "100 acknowledged"
+    })
+    .await;
+    assert_eq!(text(&c, "gen-failed").await.trim(), "0 failed");
+    let events: Value = env
+        .rest(
+            reqwest::Method::GET,
+            &format!("/devhub/events?device={device}"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies.len(), 100);
+    assert_eq!(bodies[0], r#"{"n": 1}"#);
+    assert_eq!(bodies[99], r#"{"n": 100}"#);
+
+    // The hub console (filled in because devhub serves the page) sends a C2D message.
+    el(&c, "tab-console").await.click().await.unwrap();
+    until("the console targets the device", 5, || async {
+        el(&c, "console-device")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref()
+            == Some(device)
+    })
+    .await;
+    type_into(&c, "console-c2d-body", "hello from the console").await;
+    el(&c, "console-c2d-send").await.click().await.unwrap();
+    until("accepted", 5, || async {
+        text(&c, "console-c2d-result").await.contains("accepted")
+    })
+    .await;
+    el(&c, "tab-c2d").await.click().await.unwrap();
+    until("the C2D message", 10, || async {
+        c.find(Locator::Css(&css("c2d-message"))).await.is_ok()
+            && text(&c, "c2d-message")
+                .await
+                .contains("hello from the console")
+    })
+    .await;
+
+    // A fault from the console drops the connection; the page reconnects by itself.
+    el(&c, "tab-console").await.click().await.unwrap();
+    type_into(&c, "traffic-filter", "CONNACK").await;
+    until("one CONNACK", 5, || async {
+        text(&c, "traffic-count").await.starts_with("1 of")
+    })
+    .await;
+    el(&c, "console-fault-drop").await.click().await.unwrap();
+    until("reconnected", 30, || async {
+        text(&c, "traffic-count").await.starts_with("2 of")
+            && text(&c, "conn-status").await.trim() == "connected"
+    })
+    .await;
+    screenshot(&c, "screenshot-tools.png").await;
+
+    // Export what the filter shows: NDJSON, one line per entry, no token.
+    el(&c, "traffic-export").await.click().await.unwrap();
+    let href = el(&c, "traffic-export-link")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let body = c
+        .execute_async(
+            "const [url, done] = arguments; fetch(url).then(r => r.text()).then(done);",
+            vec![json!(href)],
+        )
+        .await
+        .unwrap();
+    let body = body.as_str().unwrap();
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{body}");
+    assert!(lines
+        .iter()
+        .all(|l| l["packet"] == "CONNACK" && l["latencyMs"].is_number()));
+    assert!(!body.contains("sig="));
+    c.close().await.unwrap();
+}
+
 async fn run(env: &Env, dark: bool, device: &str) {
     let c = browser(env, dark).await;
     c.goto(&format!("{}/", env.url)).await.unwrap();
