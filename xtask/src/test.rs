@@ -218,7 +218,7 @@ pub fn run() -> ExitCode {
                     "wasm32-unknown-unknown",
                 ])
                 .env("CHROMEDRIVER", &tools.chromedriver)
-                .env("WASM_BINDGEN_TEST_TIMEOUT", "180")
+                .env("WASM_BINDGEN_TEST_TIMEOUT", "400")
                 .env("TWINSCOPE_DEVHUB_URL", &hub.url)
                 .env("TWINSCOPE_DEVHUB_SERVICE", &hub.service)
                 .env("TWINSCOPE_REQUIRE_DEVHUB", "1"),

@@ -165,14 +165,17 @@ impl Shared {
         slot
     }
 
-    /// Runs `f` with the hub locked, then carries out the actions it returned.
+    /// Runs `f` with the hub locked and carries out the actions it returned before the
+    /// lock is released: actions reach each connection's queue in the order the hub made
+    /// them, even when REST handlers and connections call in at once (C2D messages must go
+    /// out in packet-id order, or the device's in-order PUBACKs look out of order).
+    /// Dispatching only queues bytes and wakes waiters; it never blocks.
     pub fn with_hub<T>(&self, f: impl FnOnce(&mut Hub) -> (T, Vec<Action>)) -> T {
-        let (value, actions, delay) = {
-            let mut hub = self.hub.lock().unwrap_or_else(|p| p.into_inner());
-            let (v, a) = f(&mut hub);
-            (v, a, hub.answer_delay_ms())
-        };
+        let mut hub = self.hub.lock().unwrap_or_else(|p| p.into_inner());
+        let (value, actions) = f(&mut hub);
+        let delay = hub.answer_delay_ms();
         self.dispatch(actions, delay);
+        drop(hub);
         value
     }
 
