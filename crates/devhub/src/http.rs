@@ -24,6 +24,7 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+use twinscope_proto::iothub::SymmetricKey;
 use twinscope_proto::iothub::{DeviceId, Identity, PropertyBag};
 
 use crate::guard::Exposure;
@@ -78,6 +79,18 @@ pub fn router(shared: Arc<Shared>, cfg: HttpConfig) -> Router {
         )
         .route("/twins/{id}/methods", post(invoke_method))
         .route("/twins/{id}/modules/{mid}/methods", post(invoke_method))
+        .route(
+            "/enrollments/{id}",
+            put(put_enrollment)
+                .get(get_enrollment)
+                .delete(delete_enrollment),
+        )
+        .route(
+            "/enrollmentGroups/{id}",
+            put(put_enrollment_group)
+                .get(get_enrollment_group)
+                .delete(delete_enrollment_group),
+        )
         .route("/devhub/health", get(|| async { "ok" }))
         .route("/devhub/demo", get(demo))
         .route("/devhub/events", get(events))
@@ -561,6 +574,12 @@ async fn demo(State(s): State<AppState>, headers: HeaderMap) -> ApiResult {
     let (hub, service) = s
         .shared
         .read_hub(|h| (h.config().hub_name.clone(), h.service_connection_string()));
+    let (scope, group) = s.shared.read_hub(|h| {
+        (
+            h.id_scope().map(str::to_string),
+            h.enrollment_group(DEMO_GROUP).map(SymmetricKey::to_base64),
+        )
+    });
     // Only devhub's own page (and --allow-origin pages) can read this: see guard.rs.
     Ok(Json(json!({
         "deviceId": device,
@@ -568,6 +587,8 @@ async fn demo(State(s): State<AppState>, headers: HeaderMap) -> ApiResult {
         "connectionString": cs,
         "serviceConnectionString": service,
         "websocketUrl": format!("ws://{host}/$iothub/websocket"),
+        "idScope": scope,
+        "demoGroup": group.map(|key| json!({"name": DEMO_GROUP, "key": key})),
     }))
     .into_response())
 }
@@ -733,4 +754,162 @@ async fn faults(_: Authorized, State(s): State<AppState>, body: Bytes) -> ApiRes
         }
     });
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ------------------------------------------------------------------ DPS enrollments
+
+/// The enrollment group `--demo` creates.
+const DEMO_GROUP: &str = "demo-group";
+
+/// `PUT /enrollments/{id}` and `PUT /enrollmentGroups/{id}`: the body of the DPS service
+/// API, `{"attestation": {"type": "symmetricKey", "symmetricKey": {"primaryKey": ...}}}`;
+/// a key is generated when none is given.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct EnrollmentRequest {
+    #[serde(default)]
+    attestation: Option<AttestationRequest>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AttestationRequest {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    symmetric_key: Option<crate::rest::SymmetricKeys>,
+}
+
+fn enrollment_view(id: &str, key: &SymmetricKey, group: bool) -> Response {
+    let id_field = if group {
+        "enrollmentGroupId"
+    } else {
+        "registrationId"
+    };
+    Json(json!({
+        id_field: id,
+        "attestation": {"type": "symmetricKey", "symmetricKey": {"primaryKey": key.to_base64()}},
+        "provisioningStatus": "enabled",
+    }))
+    .into_response()
+}
+
+fn put_enrollment_of(s: &AppState, id: &str, body: &Bytes, group: bool) -> ApiResult {
+    if !group {
+        twinscope_proto::provisioning::check_registration_id(id).map_err(bad_request)?;
+    } else if id.is_empty() || id.len() > 128 {
+        return Err(bad_request(
+            "the enrollment group id must be 1 to 128 characters",
+        ));
+    }
+    let req: EnrollmentRequest = if body.is_empty() {
+        EnrollmentRequest::default()
+    } else {
+        parse_required(body)?
+    };
+    let given = match req.attestation {
+        Some(a) if a.kind != "symmetricKey" => {
+            return Err(bad_request(format!(
+                "attestation type {:?} is not supported by devhub; use symmetricKey",
+                a.kind
+            )))
+        }
+        Some(a) => a.symmetric_key.and_then(|k| k.primary_key),
+        None => None,
+    };
+    let key = match given.filter(|k| !k.is_empty()) {
+        Some(k) => SymmetricKey::from_base64(&k)
+            .map_err(|_| bad_request("attestation.symmetricKey.primaryKey is not valid base64"))?,
+        None => SymmetricKey::from_base64(&crate::hub::generate_key())
+            .expect("generated keys are base64"),
+    };
+    s.shared.with_hub(|h| {
+        if group {
+            h.enroll_group(id, key.clone());
+        } else {
+            h.enroll_individual(id, key.clone());
+        }
+        ((), Vec::new())
+    });
+    Ok(enrollment_view(id, &key, group))
+}
+
+fn get_enrollment_of(s: &AppState, id: &str, group: bool) -> ApiResult {
+    let key = s.shared.read_hub(|h| {
+        if group {
+            h.enrollment_group(id).cloned()
+        } else {
+            h.individual_enrollment(id).cloned()
+        }
+    });
+    match key {
+        Some(k) => Ok(enrollment_view(id, &k, group)),
+        None => Err(ApiError(ServiceError::new(
+            ErrorCode::GenericNotFound,
+            format!("no enrollment {id:?}"),
+        ))),
+    }
+}
+
+fn delete_enrollment_of(s: &AppState, id: &str, group: bool) -> ApiResult {
+    if s.shared
+        .with_hub(|h| (h.remove_enrollment(id, group), Vec::new()))
+    {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError(ServiceError::new(
+            ErrorCode::GenericNotFound,
+            format!("no enrollment {id:?}"),
+        )))
+    }
+}
+
+async fn put_enrollment(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    put_enrollment_of(&s, &id, &body, false)
+}
+
+async fn get_enrollment(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    get_enrollment_of(&s, &id, false)
+}
+
+async fn delete_enrollment(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    delete_enrollment_of(&s, &id, false)
+}
+
+async fn put_enrollment_group(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    put_enrollment_of(&s, &id, &body, true)
+}
+
+async fn get_enrollment_group(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    get_enrollment_of(&s, &id, true)
+}
+
+async fn delete_enrollment_group(
+    _: Authorized,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    delete_enrollment_of(&s, &id, true)
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use twinscope_devhub::guard::{exposure_warning, Exposure};
 use twinscope_devhub::http::{router, HttpConfig};
+use twinscope_devhub::hub::dps::DpsConfig;
 use twinscope_devhub::hub::{generate_key, Hub, HubConfig};
 use twinscope_devhub::net::{now_ms, ticker, Limits, Shared};
 use twinscope_devhub::rest::{AuthenticationRequest, IdentityRequest, SymmetricKeys};
@@ -85,6 +86,17 @@ struct ServeArgs {
     /// Do not log connection closes.
     #[arg(long)]
     quiet: bool,
+    /// The Device Provisioning Service ID scope devhub answers to (DPS runs on the same
+    /// listeners as the hub).
+    #[arg(long, default_value = "0ne00DEVHUB")]
+    id_scope: String,
+    /// A DPS enrollment group with symmetric keys: NAME or NAME:KEY (the key is generated
+    /// and stored when absent; repeatable). --demo adds the group demo-group.
+    #[arg(long = "dps-group", value_name = "NAME[:KEY]")]
+    dps_groups: Vec<String>,
+    /// A DPS individual enrollment: REGISTRATION_ID:KEY (repeatable).
+    #[arg(long = "dps-device", value_name = "REGID:KEY")]
+    dps_devices: Vec<String>,
     /// Let web pages at this origin (e.g. http://127.0.0.1:3000, or http://127.0.0.1:* for
     /// any port) call devhub; by default only the page devhub serves may (repeatable).
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
@@ -113,6 +125,7 @@ fn default_data() -> PathBuf {
 }
 
 const DEMO_DEVICE: &str = "demo-device";
+const DEMO_GROUP: &str = "demo-group";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -215,6 +228,50 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
     }
 
+    // DPS: the ID scope and the enrollments.
+    hub.set_dps(DpsConfig {
+        id_scope: args.id_scope.clone(),
+        ..DpsConfig::default()
+    });
+    let mut groups: Vec<(String, Option<String>)> = args
+        .dps_groups
+        .iter()
+        .map(|g| match g.split_once(':') {
+            Some((n, k)) => (n.to_string(), Some(k.to_string())),
+            None => (g.clone(), None),
+        })
+        .collect();
+    if args.demo {
+        groups.push((DEMO_GROUP.to_string(), None));
+    }
+    for (name, key) in &groups {
+        let setting = format!("dps_group:{name}");
+        let key = match (
+            key,
+            hub.store().setting(&setting).map_err(|e| e.to_string())?,
+        ) {
+            (Some(k), _) => k.clone(),
+            (None, Some(k)) => k,
+            (None, None) => generate_key(),
+        };
+        let k = SymmetricKey::from_base64(&key)
+            .map_err(|e| format!("--dps-group {name}: the key is not valid base64 ({e})"))?;
+        hub.store()
+            .set_setting(&setting, &key)
+            .map_err(|e| e.to_string())?;
+        hub.enroll_group(name, k);
+    }
+    for d in &args.dps_devices {
+        let Some((reg, key)) = d.split_once(':') else {
+            return Err(format!("--dps-device {d}: write REGISTRATION_ID:KEY"));
+        };
+        twinscope_proto::provisioning::check_registration_id(reg)
+            .map_err(|e| format!("--dps-device {reg}: {e}"))?;
+        let k = SymmetricKey::from_base64(key)
+            .map_err(|e| format!("--dps-device {reg}: the key is not valid base64 ({e})"))?;
+        hub.enroll_individual(reg, k);
+    }
+
     println!("devhub: hub name     {}", args.hub_name);
     println!("devhub: store        {where_}");
     println!("devhub: service      {}", hub.service_connection_string());
@@ -222,6 +279,17 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let ident = Identity::device(DeviceId::new(id.as_str()).map_err(|e| e.to_string())?);
         if let Ok(Some(cs)) = hub.connection_string(&ident, None) {
             println!("devhub: device       {cs}");
+        }
+    }
+    println!("devhub: id scope     {}", args.id_scope);
+    for (name, _) in &groups {
+        if let Some(k) = hub.enrollment_group(name) {
+            println!("devhub: dps group    {name} (key {})", k.to_base64());
+        }
+    }
+    for d in &args.dps_devices {
+        if let Some((reg, _)) = d.split_once(':') {
+            println!("devhub: dps device   {reg}");
         }
     }
 

@@ -9,5 +9,6 @@
 
 pub mod iothub;
 pub mod mqtt;
+pub mod provisioning;
 pub mod session;
 pub mod traffic;

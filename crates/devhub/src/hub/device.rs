@@ -23,6 +23,9 @@ impl Hub {
         let Some(username) = c.username.as_deref() else {
             return Hub::refuse(conn, "no user name");
         };
+        if self.is_dps_user(username) {
+            return self.dps_connect(conn, c, now_ms);
+        }
         let user = match Username::parse(username) {
             Ok(u) => u,
             Err(e) => return Hub::refuse(conn, format!("user name: {e}")),
@@ -162,6 +165,9 @@ impl Hub {
 
     /// Handles a packet after CONNECT.
     pub fn packet(&mut self, conn: ConnId, p: Packet, now_ms: u64) -> Vec<Action> {
+        if self.is_dps_conn(conn) {
+            return self.dps_packet(conn, p, now_ms);
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return vec![Action::Close(conn, "packet before CONNECT".into())];
         };
@@ -703,6 +709,7 @@ impl Hub {
 
     /// The socket of `conn` ended. Publishes the will unless `graceful` (DISCONNECT).
     pub fn closed(&mut self, conn: ConnId, graceful: bool, now_ms: u64) -> Vec<Action> {
+        self.dps_closed(conn);
         let Some(c) = self.conns.remove(&conn) else {
             return Vec::new();
         };

@@ -32,6 +32,7 @@ use twinscope_proto::mqtt::{
 };
 
 mod device;
+pub mod dps;
 mod error;
 mod faults;
 mod service;
@@ -129,6 +130,8 @@ pub struct Hub {
     faults: Faults,
     /// The Plug and Play model id each client last connected with (the twin's `modelId`).
     model_ids: HashMap<String, String>,
+    /// The DPS endpoint's state.
+    dps: dps::Dps,
 }
 
 /// Keys for new identities: 32 random bytes, base64.
@@ -153,6 +156,7 @@ impl Hub {
             next_call: 1,
             faults: Faults::default(),
             model_ids: HashMap::new(),
+            dps: dps::Dps::default(),
         }
     }
 
