@@ -10,6 +10,12 @@ import time
 import pytest
 
 
+# DPS enrollments devhub serves for the provisioning tests.
+ID_SCOPE = "0ne00SDKTST"
+GROUP_KEY = "8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw=="
+SOLO_KEY = "c29sby1kZXZpY2Uta2V5LWZvci10ZXN0cy0xMjM0NTY="
+
+
 class Devhub:
     def __init__(self, proc, tls_dir, lines):
         self.proc = proc
@@ -46,7 +52,8 @@ def devhub():
     proc = subprocess.Popen(
         [binary, "serve", "--in-memory", "--hub-name", "localhost", "--listen", "127.0.0.1:0",
          "--tls-listen", "127.0.0.1:443", "--mqtt-tls-listen", "127.0.0.1:8883", "--tls-dir", tls_dir,
-         "--device", "sdk-dev", "--device", "sdk-dev2"],
+         "--device", "sdk-dev", "--device", "sdk-dev2",
+         "--id-scope", ID_SCOPE, "--dps-group", f"sdk-group:{GROUP_KEY}", "--dps-device", f"sdk-solo:{SOLO_KEY}"],
         stdout=subprocess.PIPE, text=True)
     lines = []
     deadline = time.time() + 30

@@ -147,3 +147,55 @@ def test_wrong_key_is_refused_and_others_keep_working(devhub):
     good.connect()
     good.send_message(Message("still serving"))
     good.shutdown()
+
+
+def derived_key(group_key, registration_id):
+    """The group-enrollment device key, as the DPS docs compute it."""
+    import base64
+    import hashlib
+    import hmac
+
+    digest = hmac.new(base64.b64decode(group_key), registration_id.encode("utf-8"), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+@pytest.mark.parametrize("enrollment", ["group", "individual"])
+def test_provisioning_client_registers_then_the_device_sends(devhub, enrollment):
+    from azure.iot.device import ProvisioningDeviceClient
+
+    from conftest import GROUP_KEY, ID_SCOPE, SOLO_KEY
+
+    if enrollment == "group":
+        registration_id, key = "sdk-prov-1", derived_key(GROUP_KEY, "sdk-prov-1")
+    else:
+        registration_id, key = "sdk-solo", SOLO_KEY
+    prov = ProvisioningDeviceClient.create_from_symmetric_key(
+        provisioning_host="127.0.0.1", registration_id=registration_id, id_scope=ID_SCOPE,
+        symmetric_key=key, websockets=True, server_verification_cert=ca_text(devhub))
+    prov.provisioning_payload = {"modelId": "dtmi:com:example:Thermostat;1"}
+    result = prov.register()
+    assert result.status == "assigned", result
+    state = result.registration_state
+    assert state.assigned_hub == "localhost"
+    assert state.device_id == registration_id
+
+    client = IoTHubDeviceClient.create_from_symmetric_key(
+        symmetric_key=key, hostname=state.assigned_hub, device_id=state.device_id,
+        websockets=True, server_verification_cert=ca_text(devhub), gateway_hostname="127.0.0.1",
+        connection_retry=False)
+    client.connect()
+    try:
+        msg = Message(json.dumps({"provisioned": True}))
+        msg.message_id = f"prov-{enrollment}"
+        client.send_message(msg)
+        assert wait_for(lambda: any(e["properties"]["system"].get("$.mid") == f"prov-{enrollment}"
+                                    for e in devhub.events(registration_id)))
+    finally:
+        client.shutdown()
+
+    # A wrong key is refused by the provisioning service.
+    bad = ProvisioningDeviceClient.create_from_symmetric_key(
+        provisioning_host="127.0.0.1", registration_id=registration_id, id_scope=ID_SCOPE,
+        symmetric_key=GROUP_KEY, websockets=True, server_verification_cert=ca_text(devhub))
+    with pytest.raises(Exception):
+        bad.register()
