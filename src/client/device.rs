@@ -9,13 +9,11 @@ use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::{Interval, Timeout};
 use leptos::prelude::*;
-use leptos::wasm_bindgen::closure::Closure;
-use leptos::wasm_bindgen::JsCast;
 use serde_json::Value;
 use twinscope_proto::iothub::ConnectionString;
 use twinscope_proto::session::{DeviceSession, Event, SessionConfig, State, Telemetry, Will};
-use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
+use super::transport::{retire, Socket};
 use super::view::DeviceView;
 use super::ConnStatus;
 
@@ -34,29 +32,6 @@ pub fn clock_label(ms: u64) -> String {
         d.get_seconds(),
         d.get_milliseconds()
     )
-}
-
-struct Socket {
-    ws: WebSocket,
-    _on_open: Closure<dyn FnMut()>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_close: Closure<dyn FnMut(CloseEvent)>,
-}
-
-impl Drop for Socket {
-    fn drop(&mut self) {
-        self.ws.set_onopen(None);
-        self.ws.set_onmessage(None);
-        self.ws.set_onclose(None);
-        let _ = self.ws.close();
-    }
-}
-
-/// Drops a socket after the current callback returns: its closures may be running now.
-fn retire(socket: Option<Socket>) {
-    if let Some(s) = socket {
-        leptos::task::spawn_local(async move { drop(s) });
-    }
 }
 
 struct Inner {
@@ -386,7 +361,7 @@ impl Device {
             }
             if let Some(s) = &rc.borrow().socket {
                 for b in &bytes {
-                    let _ = s.ws.send_with_u8_array(b);
+                    s.send(b);
                 }
             }
             for e in events {
@@ -464,23 +439,15 @@ impl Device {
             retire(i.socket.take());
             (i.endpoint.clone(), i.generation)
         };
-        let ws = match WebSocket::new_with_str(&url, "mqtt") {
-            Ok(ws) => ws,
-            Err(e) => {
-                self.say(format!("cannot open {url}: {}", js_error(&e)));
-                rc.borrow_mut().session.handle_closed(now_ms());
-                return;
-            }
-        };
-        ws.set_binary_type(BinaryType::Arraybuffer);
         let me = *self;
+        // Callbacks of a socket that has since been replaced do nothing.
         let current = move |weak: &Weak<RefCell<Inner>>| -> Option<Rc<RefCell<Inner>>> {
             let rc = weak.upgrade()?;
             let ok = rc.borrow().generation == generation;
             ok.then_some(rc)
         };
         let weak = Rc::downgrade(rc);
-        let on_open = Closure::<dyn FnMut()>::new({
+        let on_open = {
             let weak = weak.clone();
             move || {
                 if let Some(rc) = current(&weak) {
@@ -488,56 +455,41 @@ impl Device {
                     me.pump(&rc);
                 }
             }
-        });
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new({
+        };
+        let on_bytes = {
             let weak = weak.clone();
-            move |e: MessageEvent| {
+            move |bytes: Vec<u8>| {
                 let Some(rc) = current(&weak) else { return };
-                if let Ok(buf) = e.data().dyn_into::<js_sys::ArrayBuffer>() {
-                    let bytes = js_sys::Uint8Array::new(&buf).to_vec();
-                    rc.borrow_mut().session.handle_bytes(now_ms(), &bytes);
-                    me.pump(&rc);
-                }
-            }
-        });
-        let on_close = Closure::<dyn FnMut(CloseEvent)>::new({
-            let weak = weak.clone();
-            move |e: CloseEvent| {
-                let Some(rc) = current(&weak) else { return };
-                if e.code() != 1000 && e.code() != 1005 {
-                    let reason = if e.reason().is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", e.reason())
-                    };
-                    let why = format!("the WebSocket closed (code {}{reason})", e.code());
-                    me.view.update(|v| v.connection_lost(why));
-                }
-                let socket = {
-                    let mut i = rc.borrow_mut();
-                    i.generation += 1;
-                    i.socket.take()
-                };
-                retire(socket);
-                rc.borrow_mut().session.handle_closed(now_ms());
+                rc.borrow_mut().session.handle_bytes(now_ms(), &bytes);
                 me.pump(&rc);
             }
-        });
-        ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        rc.borrow_mut().socket = Some(Socket {
-            ws,
-            _on_open: on_open,
-            _on_message: on_message,
-            _on_close: on_close,
-        });
+        };
+        let on_close = move |code: u16, reason: String| {
+            let Some(rc) = current(&weak) else { return };
+            if code != 1000 && code != 1005 {
+                let reason = if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {reason}")
+                };
+                let why = format!("the WebSocket closed (code {code}{reason})");
+                me.view.update(|v| v.connection_lost(why));
+            }
+            let socket = {
+                let mut i = rc.borrow_mut();
+                i.generation += 1;
+                i.socket.take()
+            };
+            retire(socket);
+            rc.borrow_mut().session.handle_closed(now_ms());
+            me.pump(&rc);
+        };
+        match Socket::open(&url, on_open, on_bytes, on_close) {
+            Ok(s) => rc.borrow_mut().socket = Some(s),
+            Err(e) => {
+                self.say(e);
+                rc.borrow_mut().session.handle_closed(now_ms());
+            }
+        }
     }
-}
-
-fn js_error(e: &wasm_bindgen::JsValue) -> String {
-    e.dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .or_else(|| e.as_string())
-        .unwrap_or_else(|| "unknown error".into())
 }

@@ -5,6 +5,7 @@ mod device;
 mod hub;
 mod page;
 mod service;
+mod transport;
 pub mod view;
 
 pub use device::{clock_label, now_ms, ConnectOptions, Device};

@@ -3,5 +3,6 @@
 
 pub mod generator;
 pub mod profiles;
+pub mod provision;
 pub mod rules;
 pub mod template;
