@@ -14,6 +14,21 @@ pub struct DemoDevice {
     /// devhub's service (iothubowner) connection string, for the hub console.
     #[serde(default)]
     pub service_connection_string: Option<String>,
+    /// devhub's DPS ID scope.
+    #[serde(default)]
+    pub id_scope: Option<String>,
+    /// devhub's demo enrollment group, with `--demo`.
+    #[serde(default)]
+    pub demo_group: Option<DemoGroup>,
+}
+
+/// An enrollment group devhub offers for trying DPS.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct DemoGroup {
+    /// The group's name.
+    pub name: String,
+    /// The group key (a device key is derived from it per registration id).
+    pub key: String,
 }
 
 /// Fetches `{base}/devhub/demo`; `None` when the page is not served by devhub (or devhub

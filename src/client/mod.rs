@@ -4,6 +4,7 @@
 mod device;
 mod hub;
 mod page;
+mod provision;
 mod service;
 mod transport;
 pub mod view;
@@ -14,6 +15,7 @@ pub use page::{
     copy_text, download_text, focus_element, fresh_message_id, page_origin, storage_get,
     storage_set,
 };
+pub use provision::{ProvisionView, Provisioner};
 pub use service::{Console, ServiceAnswer};
 pub use view::{CallOutcome, DeviceView, Entry, PastCall, Ring, TrafficEntry};
 

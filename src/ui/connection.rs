@@ -78,6 +78,19 @@ pub fn ConnectionPanel() -> impl IntoView {
         form_error.set(r.err());
     };
     let busy = move || device.status() != ConnStatus::Disconnected;
+    // Another panel (Provision) asks to connect a device: fill the form in and connect.
+    let request = expect_context::<super::ConnectRequest>().0;
+    Effect::new(move |_| {
+        if let Some((cs, ep)) = request.get() {
+            request.set(None);
+            conn_string.set(cs.clone());
+            endpoint.set(ep.clone());
+            let r = current()
+                .to_options()
+                .and_then(|o| device.connect_with(&cs, &o));
+            form_error.set(r.err());
+        }
+    });
 
     view! {
         <h2 class="side-title">"Connection"</h2>

@@ -6,6 +6,7 @@ mod generator;
 pub mod model;
 mod panels;
 mod profiles;
+mod provision;
 mod rules;
 pub mod tabs;
 mod traffic;
@@ -16,8 +17,13 @@ use crate::client::{Console, Device};
 use connection::ConnectionPanel;
 use console::ConsolePanel;
 use panels::{C2dPanel, MethodsPanel, TelemetryPanel, TwinPanel};
+use provision::ProvisionPanel;
 use tabs::Tab;
 use traffic::TrafficDrawer;
+
+/// A request to fill in the connection form and connect: (connection string, endpoint).
+#[derive(Clone, Copy)]
+pub struct ConnectRequest(pub RwSignal<Option<(String, String)>>);
 
 /// The whole app: header, connection sidebar, tabbed main area, traffic drawer.
 #[component]
@@ -25,6 +31,9 @@ pub fn App() -> impl IntoView {
     let device = Device::new();
     provide_context(device);
     provide_context(Console::new());
+    provide_context(profiles::ProfileStore::load());
+    provide_context(crate::client::Provisioner::new());
+    provide_context(ConnectRequest(RwSignal::new(None)));
     on_cleanup(move || device.disconnect());
     let (tab, set_tab) = signal(Tab::Telemetry);
 
@@ -71,6 +80,15 @@ pub fn App() -> impl IntoView {
                     hidden=move || tab.get() != Tab::Methods
                 >
                     <MethodsPanel />
+                </section>
+                <section
+                    class="panel"
+                    id="panel-provision"
+                    role="tabpanel"
+                    aria-labelledby="tab-provision"
+                    hidden=move || tab.get() != Tab::Provision
+                >
+                    <ProvisionPanel />
                 </section>
                 <section
                     class="panel"

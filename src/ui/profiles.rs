@@ -24,14 +24,44 @@ fn load() -> (Profiles, Option<String>) {
     }
 }
 
+/// The saved profiles, shared by the sidebar and the Provision panel (which saves to it).
+#[derive(Clone, Copy)]
+pub struct ProfileStore {
+    /// The profiles.
+    pub profiles: RwSignal<Profiles>,
+    /// Why the stored profiles could not be read, if so.
+    pub load_error: RwSignal<Option<String>>,
+}
+
+impl ProfileStore {
+    /// Reads localStorage.
+    pub fn load() -> ProfileStore {
+        let (p, e) = load();
+        ProfileStore {
+            profiles: RwSignal::new(p),
+            load_error: RwSignal::new(e),
+        }
+    }
+
+    /// Saves `p` (replacing one of the same name) and stores the set.
+    pub fn save(&self, p: Profile) -> Result<(), String> {
+        let mut all = self.profiles.get_untracked();
+        all.upsert(p);
+        storage_set(STORAGE_KEY, &all.to_json())?;
+        self.profiles.set(all);
+        Ok(())
+    }
+}
+
 #[component]
 pub fn ProfilesSection(
     conn_string: RwSignal<String>,
     current: Callback<(), ConnectForm>,
     fill: Callback<ConnectForm>,
 ) -> impl IntoView {
-    let (loaded, load_error) = load();
-    let profiles = RwSignal::new(loaded);
+    let store_ctx = expect_context::<ProfileStore>();
+    let profiles = store_ctx.profiles;
+    let load_error = store_ctx.load_error.get_untracked();
     let name = RwSignal::new(String::new());
     let remember = RwSignal::new(false);
     let with_keys = RwSignal::new(false);

@@ -7,16 +7,18 @@ pub enum Tab {
     C2d,
     Twin,
     Methods,
+    Provision,
     Console,
 }
 
 impl Tab {
     /// Every tab, in display order.
-    pub const ALL: [Tab; 5] = [
+    pub const ALL: [Tab; 6] = [
         Tab::Telemetry,
         Tab::C2d,
         Tab::Twin,
         Tab::Methods,
+        Tab::Provision,
         Tab::Console,
     ];
 
@@ -27,6 +29,7 @@ impl Tab {
             Tab::C2d => "C2D inbox",
             Tab::Twin => "Twin",
             Tab::Methods => "Methods",
+            Tab::Provision => "Provision",
             Tab::Console => "Hub console",
         }
     }
@@ -38,6 +41,7 @@ impl Tab {
             Tab::C2d => "c2d",
             Tab::Twin => "twin",
             Tab::Methods => "methods",
+            Tab::Provision => "provision",
             Tab::Console => "console",
         }
     }
@@ -75,7 +79,8 @@ mod tests {
     #[test]
     fn arrows_wrap_around() {
         assert_eq!(Tab::Telemetry.next(), Tab::C2d);
-        assert_eq!(Tab::Methods.next(), Tab::Console);
+        assert_eq!(Tab::Methods.next(), Tab::Provision);
+        assert_eq!(Tab::Provision.next(), Tab::Console);
         assert_eq!(Tab::Console.next(), Tab::Telemetry);
         assert_eq!(Tab::Telemetry.prev(), Tab::Console);
         assert_eq!(Tab::Twin.prev(), Tab::C2d);

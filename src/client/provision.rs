@@ -1,0 +1,216 @@
+//! Provisioning from the browser: a [`ProvisioningSession`] pumped over the same WebSocket
+//! transport as the device. The key never leaves the page: only the token signed with it.
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use gloo_timers::callback::Timeout;
+use leptos::prelude::*;
+use twinscope_proto::provisioning::{
+    ProvisioningConfig, ProvisioningEvent, ProvisioningSession, RegistrationState,
+};
+
+use super::now_ms;
+use super::transport::{retire, Socket};
+
+/// What the Provision panel shows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProvisionView {
+    /// A registration is under way.
+    pub running: bool,
+    /// Progress lines, oldest first.
+    pub progress: Vec<String>,
+    /// How the last registration ended.
+    pub result: Option<Result<RegistrationState, String>>,
+}
+
+struct Inner {
+    session: ProvisioningSession,
+    url: String,
+    socket: Option<Socket>,
+    timer: Option<Timeout>,
+    generation: u64,
+}
+
+/// The handle the Provision panel uses (`Copy`).
+#[derive(Clone, Copy)]
+pub struct Provisioner {
+    view: RwSignal<ProvisionView>,
+    inner: StoredValue<Option<Rc<RefCell<Inner>>>, LocalStorage>,
+}
+
+impl Default for Provisioner {
+    fn default() -> Self {
+        Provisioner::new()
+    }
+}
+
+impl Provisioner {
+    /// Nothing running.
+    pub fn new() -> Provisioner {
+        Provisioner {
+            view: RwSignal::new(ProvisionView::default()),
+            inner: StoredValue::new_local(None),
+        }
+    }
+
+    /// What the panel shows (read-only).
+    pub fn view(&self) -> ReadSignal<ProvisionView> {
+        self.view.read_only()
+    }
+
+    /// Starts a registration at `url`.
+    pub fn start(&self, url: &str, cfg: ProvisioningConfig) -> Result<(), String> {
+        self.cancel();
+        let mut session = ProvisioningSession::new(cfg);
+        session.start(now_ms())?;
+        self.view.set(ProvisionView {
+            running: true,
+            ..ProvisionView::default()
+        });
+        let rc = Rc::new(RefCell::new(Inner {
+            session,
+            url: url.to_string(),
+            socket: None,
+            timer: None,
+            generation: 0,
+        }));
+        self.inner.set_value(Some(rc.clone()));
+        self.pump(&rc);
+        Ok(())
+    }
+
+    /// Stops a registration under way.
+    pub fn cancel(&self) {
+        let mut taken = None;
+        self.inner.update_value(|i| taken = i.take());
+        if let Some(rc) = taken {
+            let mut i = rc.borrow_mut();
+            i.generation += 1;
+            retire(i.socket.take());
+            i.timer = None;
+            if !i.session.is_done() {
+                self.view.update(|v| {
+                    v.running = false;
+                    v.progress.push("cancelled".into());
+                });
+            }
+        }
+    }
+
+    fn pump(&self, rc: &Rc<RefCell<Inner>>) {
+        loop {
+            let (bytes, events) = {
+                let mut i = rc.borrow_mut();
+                let b: Vec<Vec<u8>> = std::iter::from_fn(|| i.session.poll_transmit()).collect();
+                let e: Vec<ProvisioningEvent> =
+                    std::iter::from_fn(|| i.session.poll_event()).collect();
+                (b, e)
+            };
+            if bytes.is_empty() && events.is_empty() {
+                break;
+            }
+            if let Some(s) = &rc.borrow().socket {
+                for b in &bytes {
+                    s.send(b);
+                }
+            }
+            for e in events {
+                match e {
+                    ProvisioningEvent::OpenTransport => self.open(rc),
+                    ProvisioningEvent::CloseTransport => {
+                        let mut i = rc.borrow_mut();
+                        i.generation += 1;
+                        retire(i.socket.take());
+                    }
+                    ProvisioningEvent::Progress(p) => self.view.update(|v| v.progress.push(p)),
+                    ProvisioningEvent::Assigned(st) => self.view.update(|v| {
+                        v.running = false;
+                        v.progress.push(format!(
+                            "assigned to {} as {}",
+                            st.assigned_hub.as_deref().unwrap_or("?"),
+                            st.device_id.as_deref().unwrap_or("?")
+                        ));
+                        v.result = Some(Ok(st));
+                    }),
+                    ProvisioningEvent::Failed(why) => self.view.update(|v| {
+                        v.running = false;
+                        v.result = Some(Err(why));
+                    }),
+                    ProvisioningEvent::Traffic(..) => {}
+                }
+            }
+        }
+        let at = rc.borrow().session.poll_timeout();
+        let weak = Rc::downgrade(rc);
+        let me = *self;
+        let timer = at.map(|at| {
+            let delay = at.saturating_sub(now_ms()).min(i32::MAX as u64) as u32;
+            Timeout::new(delay, move || {
+                if let Some(rc) = weak.upgrade() {
+                    rc.borrow_mut().session.handle_timeout(now_ms());
+                    me.pump(&rc);
+                }
+            })
+        });
+        rc.borrow_mut().timer = timer;
+    }
+
+    fn open(&self, rc: &Rc<RefCell<Inner>>) {
+        let (url, generation) = {
+            let mut i = rc.borrow_mut();
+            i.generation += 1;
+            retire(i.socket.take());
+            (i.url.clone(), i.generation)
+        };
+        let me = *self;
+        let current = move |weak: &Weak<RefCell<Inner>>| -> Option<Rc<RefCell<Inner>>> {
+            let rc = weak.upgrade()?;
+            let ok = rc.borrow().generation == generation;
+            ok.then_some(rc)
+        };
+        let weak = Rc::downgrade(rc);
+        let on_open = {
+            let weak = weak.clone();
+            move || {
+                if let Some(rc) = current(&weak) {
+                    rc.borrow_mut().session.handle_opened(now_ms());
+                    me.pump(&rc);
+                }
+            }
+        };
+        let on_bytes = {
+            let weak = weak.clone();
+            move |b: Vec<u8>| {
+                if let Some(rc) = current(&weak) {
+                    rc.borrow_mut().session.handle_bytes(now_ms(), &b);
+                    me.pump(&rc);
+                }
+            }
+        };
+        let on_close = move |code: u16, _reason: String| {
+            if let Some(rc) = current(&weak) {
+                {
+                    let mut i = rc.borrow_mut();
+                    i.generation += 1;
+                    retire(i.socket.take());
+                }
+                if code != 1000 && code != 1005 {
+                    me.view.update(|v| {
+                        v.progress
+                            .push(format!("the WebSocket closed (code {code})"))
+                    });
+                }
+                rc.borrow_mut().session.handle_closed(now_ms());
+                me.pump(&rc);
+            }
+        };
+        match Socket::open(&url, on_open, on_bytes, on_close) {
+            Ok(s) => rc.borrow_mut().socket = Some(s),
+            Err(e) => {
+                self.view.update(|v| v.progress.push(e));
+                rc.borrow_mut().session.handle_closed(now_ms());
+            }
+        }
+    }
+}
