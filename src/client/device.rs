@@ -104,8 +104,13 @@ impl Default for Device {
 impl Device {
     /// A disconnected device.
     pub fn new() -> Device {
+        Device::with_limits(super::view::Limits::default())
+    }
+
+    /// A disconnected device whose view keeps lists of these sizes.
+    pub fn with_limits(limits: super::view::Limits) -> Device {
         Device {
-            view: RwSignal::new(DeviceView::new()),
+            view: RwSignal::new(DeviceView::with_limits(limits)),
             identity: RwSignal::new(None),
             target: RwSignal::new(None),
             model_id: RwSignal::new(None),

@@ -17,7 +17,7 @@ pub use page::{
 };
 pub use provision::{ProvisionView, Provisioner};
 pub use service::{Console, ServiceAnswer};
-pub use view::{CallOutcome, DeviceView, Entry, PastCall, Ring, TrafficEntry};
+pub use view::{CallOutcome, DeviceView, Entry, Limits, PastCall, Ring, TrafficEntry};
 
 /// What the header says about the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

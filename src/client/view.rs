@@ -25,6 +25,46 @@ pub const TRAFFIC_LIMIT: usize = 5000;
 /// Telemetry messages kept in the send history.
 pub const HISTORY_LIMIT: usize = 50;
 
+/// How many entries each list of a [`DeviceView`] keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Sent telemetry.
+    pub history: usize,
+    /// C2D messages.
+    pub c2d: usize,
+    /// Desired updates.
+    pub desired: usize,
+    /// Answered or dropped method calls.
+    pub past_calls: usize,
+    /// Packets.
+    pub traffic: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            history: HISTORY_LIMIT,
+            c2d: C2D_LIMIT,
+            desired: DESIRED_LIMIT,
+            past_calls: METHOD_LIMIT,
+            traffic: TRAFFIC_LIMIT,
+        }
+    }
+}
+
+impl Limits {
+    /// Small lists for a fleet member: counters matter, not history.
+    pub fn small() -> Limits {
+        Limits {
+            history: 5,
+            c2d: 5,
+            desired: 5,
+            past_calls: 5,
+            traffic: 20,
+        }
+    }
+}
+
 /// A bounded list, oldest first, that drops (and counts) its oldest entry when full.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ring<T> {
@@ -239,6 +279,8 @@ pub struct DeviceView {
     pub token_expiry: Option<u64>,
     /// When the token was last renewed without the user (ms).
     pub renewed_at: Option<u64>,
+    /// Connections the hub accepted (more than one: the session reconnected).
+    pub connects: u64,
     /// Telemetry messages written to the socket.
     pub sent: u64,
     /// QoS 1 telemetry acknowledged by the hub.
@@ -267,6 +309,8 @@ pub struct DeviceView {
     patches: Vec<(RequestId, Value)>,
     /// Requests in the traffic waiting for their answers.
     pairing: Pairing,
+    /// The list sizes.
+    limits: Limits,
     next_id: u64,
 }
 
@@ -279,6 +323,11 @@ impl Default for DeviceView {
 impl DeviceView {
     /// Nothing connected yet.
     pub fn new() -> DeviceView {
+        DeviceView::with_limits(Limits::default())
+    }
+
+    /// A view whose lists hold at most what `l` says (a fleet member keeps small ones).
+    pub fn with_limits(l: Limits) -> DeviceView {
         DeviceView {
             state: State::Disconnected,
             lost_because: None,
@@ -286,17 +335,19 @@ impl DeviceView {
             error: None,
             token_expiry: None,
             renewed_at: None,
+            connects: 0,
             sent: 0,
             acked: 0,
             failed: 0,
-            history: Ring::new(HISTORY_LIMIT),
-            c2d: Ring::new(C2D_LIMIT),
+            history: Ring::new(l.history),
+            c2d: Ring::new(l.c2d),
             twin: None,
-            desired: Ring::new(DESIRED_LIMIT),
+            desired: Ring::new(l.desired),
             last_patch: None,
             methods: Ring::new(METHOD_LIMIT),
-            past_calls: Ring::new(METHOD_LIMIT),
-            traffic: Ring::new(TRAFFIC_LIMIT),
+            past_calls: Ring::new(l.past_calls),
+            traffic: Ring::new(l.traffic),
+            limits: l,
             run: None,
             patches: Vec::new(),
             pairing: Pairing::default(),
@@ -495,7 +546,7 @@ impl DeviceView {
     pub fn reset(&mut self) {
         *self = DeviceView {
             next_id: self.next_id,
-            ..DeviceView::new()
+            ..DeviceView::with_limits(self.limits)
         };
     }
 
@@ -509,6 +560,7 @@ impl DeviceView {
                 }
             }
             Event::Connected { .. } => {
+                self.connects += 1;
                 self.error = None;
                 self.refusal = None;
             }
@@ -958,5 +1010,28 @@ mod tests {
         v.run_stopped(5000);
         assert_eq!(v.run.as_ref().unwrap().ended_at, Some(3000));
         assert!((v.run.as_ref().unwrap().rate(9999) - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn small_limits_bound_every_list_and_survive_a_reset() {
+        let mut v = DeviceView::with_limits(Limits::small());
+        for i in 0..100u64 {
+            v.apply(
+                &Event::Traffic {
+                    outbound: true,
+                    at: i,
+                    packet: Packet::PingReq,
+                    size: 2,
+                },
+                i,
+            );
+            v.apply(&c2d("x"), i);
+        }
+        assert_eq!((v.traffic.len(), v.c2d.len()), (20, 5));
+        v.reset();
+        for i in 0..100u64 {
+            v.apply(&c2d("y"), i);
+        }
+        assert_eq!(v.c2d.len(), 5, "a reset keeps the limits");
     }
 }

@@ -2,6 +2,7 @@
 
 mod connection;
 mod console;
+mod fleet;
 mod generator;
 pub mod model;
 mod panels;
@@ -16,6 +17,7 @@ use leptos::prelude::*;
 use crate::client::{Console, Device};
 use connection::ConnectionPanel;
 use console::ConsolePanel;
+use fleet::FleetPanel;
 use panels::{C2dPanel, MethodsPanel, TelemetryPanel, TwinPanel};
 use provision::ProvisionPanel;
 use tabs::Tab;
@@ -89,6 +91,15 @@ pub fn App() -> impl IntoView {
                     hidden=move || tab.get() != Tab::Provision
                 >
                     <ProvisionPanel />
+                </section>
+                <section
+                    class="panel"
+                    id="panel-fleet"
+                    role="tabpanel"
+                    aria-labelledby="tab-fleet"
+                    hidden=move || tab.get() != Tab::Fleet
+                >
+                    <FleetPanel />
                 </section>
                 <section
                     class="panel"

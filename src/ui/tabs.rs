@@ -8,17 +8,19 @@ pub enum Tab {
     Twin,
     Methods,
     Provision,
+    Fleet,
     Console,
 }
 
 impl Tab {
     /// Every tab, in display order.
-    pub const ALL: [Tab; 6] = [
+    pub const ALL: [Tab; 7] = [
         Tab::Telemetry,
         Tab::C2d,
         Tab::Twin,
         Tab::Methods,
         Tab::Provision,
+        Tab::Fleet,
         Tab::Console,
     ];
 
@@ -30,6 +32,7 @@ impl Tab {
             Tab::Twin => "Twin",
             Tab::Methods => "Methods",
             Tab::Provision => "Provision",
+            Tab::Fleet => "Fleet",
             Tab::Console => "Hub console",
         }
     }
@@ -42,6 +45,7 @@ impl Tab {
             Tab::Twin => "twin",
             Tab::Methods => "methods",
             Tab::Provision => "provision",
+            Tab::Fleet => "fleet",
             Tab::Console => "console",
         }
     }
@@ -80,7 +84,8 @@ mod tests {
     fn arrows_wrap_around() {
         assert_eq!(Tab::Telemetry.next(), Tab::C2d);
         assert_eq!(Tab::Methods.next(), Tab::Provision);
-        assert_eq!(Tab::Provision.next(), Tab::Console);
+        assert_eq!(Tab::Provision.next(), Tab::Fleet);
+        assert_eq!(Tab::Fleet.next(), Tab::Console);
         assert_eq!(Tab::Console.next(), Tab::Telemetry);
         assert_eq!(Tab::Telemetry.prev(), Tab::Console);
         assert_eq!(Tab::Twin.prev(), Tab::C2d);
