@@ -318,6 +318,104 @@ async fn the_power_tools_need_nothing_but_the_page() {
     c.close().await.unwrap();
 }
 
+/// Provisioning from the page with devhub's demo group, then a fleet of ten devices whose
+/// messages all reach devhub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_provisioned_from_a_group_and_a_fleet_of_ten() {
+    let Some(env) = env() else { return };
+    let c = browser(&env, false).await;
+    c.goto(&format!("{}/", env.url)).await.unwrap();
+    el(&c, "tab-provision").await.click().await.unwrap();
+    until("the demo group filled in", 10, || async {
+        el(&c, "prov-id-scope")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .is_some_and(|v| !v.is_empty())
+    })
+    .await;
+    type_into(&c, "prov-registration-id", "e2e-prov-1").await;
+    el(&c, "prov-register").await.click().await.unwrap();
+    until("assigned", 20, || async {
+        c.find(Locator::Css(&css("prov-device-id"))).await.is_ok()
+            && text(&c, "prov-device-id").await == "e2e-prov-1"
+    })
+    .await;
+    el(&c, "prov-connect").await.click().await.unwrap();
+    until("connected as the provisioned device", 15, || async {
+        text(&c, "conn-status").await.trim() == "connected"
+            && text(&c, "conn-fields").await.contains("e2e-prov-1")
+    })
+    .await;
+
+    el(&c, "tab-fleet").await.click().await.unwrap();
+    type_into(&c, "fleet-pattern", "e2e-fleet-{n}").await;
+    type_into(&c, "fleet-count", "10").await;
+    type_into(&c, "fleet-interval", "300").await;
+    el(&c, "fleet-start").await.click().await.unwrap();
+    until("ten connected", 60, || async {
+        text(&c, "fleet-summary")
+            .await
+            .starts_with("10 devices, 10 connected")
+    })
+    .await;
+    el(&c, "fleet-send").await.click().await.unwrap();
+    until("three messages from each", 60, || async {
+        let rows = c
+            .find_all(Locator::Css(&css("fleet-counts")))
+            .await
+            .unwrap();
+        let mut ok = rows.len() == 10;
+        for r in rows {
+            let t = r.text().await.unwrap();
+            ok &= t
+                .split(" / ")
+                .nth(1)
+                .and_then(|a| a.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+                >= 3;
+        }
+        ok
+    })
+    .await;
+    el(&c, "fleet-stop").await.click().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rows = c
+        .find_all(Locator::Css(&css("fleet-counts")))
+        .await
+        .unwrap();
+    for (i, r) in rows.into_iter().enumerate() {
+        let acked: usize = r
+            .text()
+            .await
+            .unwrap()
+            .split(" / ")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let device = format!("e2e-fleet-{}", i + 1);
+        let events: Value = env
+            .rest(
+                reqwest::Method::GET,
+                &format!("/devhub/events?device={device}"),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            events.as_array().unwrap().len() >= acked,
+            "{device}: every acknowledged message is stored"
+        );
+    }
+    c.close().await.unwrap();
+}
+
 async fn run(env: &Env, dark: bool, device: &str) {
     let c = browser(env, dark).await;
     c.goto(&format!("{}/", env.url)).await.unwrap();
