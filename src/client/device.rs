@@ -129,6 +129,19 @@ impl Device {
         self.view.with(DeviceView::status)
     }
 
+    /// Shows a packet another session (DPS) exchanged in this device's traffic inspector.
+    pub fn note_traffic(&self, outbound: bool, packet: twinscope_proto::mqtt::Packet) {
+        let size = packet.to_bytes().map_or(0, |b| b.len());
+        let now = now_ms();
+        let e = Event::Traffic {
+            outbound,
+            at: now,
+            packet,
+            size,
+        };
+        self.view.update(|v| v.apply(&e, now));
+    }
+
     /// Empties the C2D inbox.
     pub fn clear_c2d(&self) {
         self.view.update(DeviceView::clear_c2d);

@@ -36,6 +36,8 @@ struct Inner {
 #[derive(Clone, Copy)]
 pub struct Provisioner {
     view: RwSignal<ProvisionView>,
+    /// Where DPS packets are shown (the main device's traffic inspector), if anywhere.
+    traffic: StoredValue<Option<super::Device>>,
     inner: StoredValue<Option<Rc<RefCell<Inner>>>, LocalStorage>,
 }
 
@@ -50,8 +52,14 @@ impl Provisioner {
     pub fn new() -> Provisioner {
         Provisioner {
             view: RwSignal::new(ProvisionView::default()),
+            traffic: StoredValue::new(None),
             inner: StoredValue::new_local(None),
         }
+    }
+
+    /// Shows this provisioner's packets in `device`'s traffic inspector.
+    pub fn show_traffic_in(&self, device: super::Device) {
+        self.traffic.set_value(Some(device));
     }
 
     /// What the panel shows (read-only).
@@ -137,7 +145,11 @@ impl Provisioner {
                         v.running = false;
                         v.result = Some(Err(why));
                     }),
-                    ProvisioningEvent::Traffic(..) => {}
+                    ProvisioningEvent::Traffic(out, p) => {
+                        if let Some(d) = self.traffic.get_value() {
+                            d.note_traffic(out, p);
+                        }
+                    }
                 }
             }
         }

@@ -15,6 +15,8 @@ use crate::tools::provision::{connection_string, global_url, ProvisionForm};
 #[component]
 pub fn ProvisionPanel() -> impl IntoView {
     let prov = expect_context::<Provisioner>();
+    // DPS packets show in the traffic inspector, like the hub's.
+    prov.show_traffic_in(expect_context::<crate::client::Device>());
     let profiles = expect_context::<ProfileStore>();
     let connect_request = expect_context::<ConnectRequest>().0;
     let id_scope = RwSignal::new(String::new());
