@@ -5,7 +5,7 @@
 //! the internal borrow is released, so UI reactions can call back into the device.
 
 use std::cell::RefCell;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 
 use gloo_timers::callback::{Interval, Timeout};
 use leptos::prelude::*;
@@ -13,7 +13,7 @@ use serde_json::Value;
 use twinscope_proto::iothub::ConnectionString;
 use twinscope_proto::session::{DeviceSession, Event, SessionConfig, State, Telemetry, Will};
 
-use super::transport::{retire, Socket};
+use super::transport::{attach, retire, Socket, SocketOwner};
 use super::view::DeviceView;
 use super::ConnStatus;
 
@@ -451,63 +451,37 @@ impl Device {
     }
 
     fn open_socket(&self, rc: &Rc<RefCell<Inner>>) {
-        let (url, generation) = {
-            let mut i = rc.borrow_mut();
-            i.generation += 1;
-            retire(i.socket.take());
-            (i.endpoint.clone(), i.generation)
-        };
+        let url = rc.borrow().endpoint.clone();
         let me = *self;
-        // Callbacks of a socket that has since been replaced do nothing.
-        let current = move |weak: &Weak<RefCell<Inner>>| -> Option<Rc<RefCell<Inner>>> {
-            let rc = weak.upgrade()?;
-            let ok = rc.borrow().generation == generation;
-            ok.then_some(rc)
-        };
-        let weak = Rc::downgrade(rc);
-        let on_open = {
-            let weak = weak.clone();
-            move || {
-                if let Some(rc) = current(&weak) {
-                    rc.borrow_mut().session.handle_opened(now_ms());
-                    me.pump(&rc);
-                }
-            }
-        };
-        let on_bytes = {
-            let weak = weak.clone();
-            move |bytes: Vec<u8>| {
-                let Some(rc) = current(&weak) else { return };
-                rc.borrow_mut().session.handle_bytes(now_ms(), &bytes);
-                me.pump(&rc);
-            }
-        };
-        let on_close = move |code: u16, reason: String| {
-            let Some(rc) = current(&weak) else { return };
-            if code != 1000 && code != 1005 {
-                let reason = if reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {reason}")
-                };
-                let why = format!("the WebSocket closed (code {code}{reason})");
-                me.view.update(|v| v.connection_lost(why));
-            }
-            let socket = {
-                let mut i = rc.borrow_mut();
-                i.generation += 1;
-                i.socket.take()
+        let on_abnormal = move |code: u16, reason: String| {
+            let reason = if reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {reason}")
             };
-            retire(socket);
-            rc.borrow_mut().session.handle_closed(now_ms());
-            me.pump(&rc);
+            let why = format!("the WebSocket closed (code {code}{reason})");
+            me.view.update(|v| v.connection_lost(why));
         };
-        match Socket::open(&url, on_open, on_bytes, on_close) {
-            Ok(s) => rc.borrow_mut().socket = Some(s),
-            Err(e) => {
-                self.say(e);
-                rc.borrow_mut().session.handle_closed(now_ms());
-            }
+        if let Err(e) = attach(rc, &url, now_ms, move |rc| me.pump(rc), on_abnormal) {
+            self.say(e);
         }
+    }
+}
+
+impl SocketOwner for Inner {
+    fn socket(&mut self) -> &mut Option<Socket> {
+        &mut self.socket
+    }
+    fn generation(&mut self) -> &mut u64 {
+        &mut self.generation
+    }
+    fn opened(&mut self, now: u64) {
+        self.session.handle_opened(now);
+    }
+    fn bytes(&mut self, now: u64, bytes: &[u8]) {
+        self.session.handle_bytes(now, bytes);
+    }
+    fn closed(&mut self, now: u64) {
+        self.session.handle_closed(now);
     }
 }

@@ -2,7 +2,7 @@
 //! transport as the device. The key never leaves the page: only the token signed with it.
 
 use std::cell::RefCell;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 
 use gloo_timers::callback::Timeout;
 use leptos::prelude::*;
@@ -11,7 +11,7 @@ use twinscope_proto::provisioning::{
 };
 
 use super::now_ms;
-use super::transport::{retire, Socket};
+use super::transport::{attach, retire, Socket, SocketOwner};
 
 /// What the Provision panel shows.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -169,60 +169,34 @@ impl Provisioner {
     }
 
     fn open(&self, rc: &Rc<RefCell<Inner>>) {
-        let (url, generation) = {
-            let mut i = rc.borrow_mut();
-            i.generation += 1;
-            retire(i.socket.take());
-            (i.url.clone(), i.generation)
-        };
+        let url = rc.borrow().url.clone();
         let me = *self;
-        let current = move |weak: &Weak<RefCell<Inner>>| -> Option<Rc<RefCell<Inner>>> {
-            let rc = weak.upgrade()?;
-            let ok = rc.borrow().generation == generation;
-            ok.then_some(rc)
+        let on_abnormal = move |code: u16, _reason: String| {
+            me.view.update(|v| {
+                v.progress
+                    .push(format!("the WebSocket closed (code {code})"))
+            });
         };
-        let weak = Rc::downgrade(rc);
-        let on_open = {
-            let weak = weak.clone();
-            move || {
-                if let Some(rc) = current(&weak) {
-                    rc.borrow_mut().session.handle_opened(now_ms());
-                    me.pump(&rc);
-                }
-            }
-        };
-        let on_bytes = {
-            let weak = weak.clone();
-            move |b: Vec<u8>| {
-                if let Some(rc) = current(&weak) {
-                    rc.borrow_mut().session.handle_bytes(now_ms(), &b);
-                    me.pump(&rc);
-                }
-            }
-        };
-        let on_close = move |code: u16, _reason: String| {
-            if let Some(rc) = current(&weak) {
-                {
-                    let mut i = rc.borrow_mut();
-                    i.generation += 1;
-                    retire(i.socket.take());
-                }
-                if code != 1000 && code != 1005 {
-                    me.view.update(|v| {
-                        v.progress
-                            .push(format!("the WebSocket closed (code {code})"))
-                    });
-                }
-                rc.borrow_mut().session.handle_closed(now_ms());
-                me.pump(&rc);
-            }
-        };
-        match Socket::open(&url, on_open, on_bytes, on_close) {
-            Ok(s) => rc.borrow_mut().socket = Some(s),
-            Err(e) => {
-                self.view.update(|v| v.progress.push(e));
-                rc.borrow_mut().session.handle_closed(now_ms());
-            }
+        if let Err(e) = attach(rc, &url, now_ms, move |rc| me.pump(rc), on_abnormal) {
+            self.view.update(|v| v.progress.push(e));
         }
+    }
+}
+
+impl SocketOwner for Inner {
+    fn socket(&mut self) -> &mut Option<Socket> {
+        &mut self.socket
+    }
+    fn generation(&mut self) -> &mut u64 {
+        &mut self.generation
+    }
+    fn opened(&mut self, now: u64) {
+        self.session.handle_opened(now);
+    }
+    fn bytes(&mut self, now: u64, bytes: &[u8]) {
+        self.session.handle_bytes(now, bytes);
+    }
+    fn closed(&mut self, now: u64) {
+        self.session.handle_closed(now);
     }
 }

@@ -2,6 +2,9 @@
 //! `web_sys::WebSocket` with subprotocol `mqtt` and binary frames, owning its callbacks;
 //! dropping it closes the socket without calling back.
 
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
 use leptos::wasm_bindgen::closure::Closure;
 use leptos::wasm_bindgen::JsCast;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
@@ -57,6 +60,88 @@ impl Socket {
     /// Writes one buffer (ignored if the socket is not open).
     pub fn send(&self, bytes: &[u8]) {
         let _ = self.ws.send_with_u8_array(bytes);
+    }
+}
+
+/// A session fed by one socket at a time (the device's or DPS's), and that socket.
+pub trait SocketOwner: 'static {
+    /// The socket slot.
+    fn socket(&mut self) -> &mut Option<Socket>;
+    /// Bumped whenever the socket is replaced or closed: a callback from an older socket
+    /// then does nothing.
+    fn generation(&mut self) -> &mut u64;
+    /// The socket opened.
+    fn opened(&mut self, now: u64);
+    /// Bytes arrived.
+    fn bytes(&mut self, now: u64, bytes: &[u8]);
+    /// The socket ended (whoever closed it).
+    fn closed(&mut self, now: u64);
+}
+
+/// Opens `url` for the session in `rc`, replacing (and retiring) its socket. Each callback
+/// feeds the session, then calls `pump` to carry out what it asks; `on_abnormal` hears a
+/// close with a code other than 1000/1005 first. `Err` when the socket cannot be made
+/// (the session is then told it closed).
+pub fn attach<T: SocketOwner>(
+    rc: &Rc<RefCell<T>>,
+    url: &str,
+    now: fn() -> u64,
+    pump: impl Fn(&Rc<RefCell<T>>) + Clone + 'static,
+    on_abnormal: impl Fn(u16, String) + 'static,
+) -> Result<(), String> {
+    let generation = {
+        let mut i = rc.borrow_mut();
+        *i.generation() += 1;
+        retire(i.socket().take());
+        *i.generation()
+    };
+    let current = move |weak: &Weak<RefCell<T>>| -> Option<Rc<RefCell<T>>> {
+        let rc = weak.upgrade()?;
+        let ok = *rc.borrow_mut().generation() == generation;
+        ok.then_some(rc)
+    };
+    let weak = Rc::downgrade(rc);
+    let on_open = {
+        let (weak, pump) = (weak.clone(), pump.clone());
+        move || {
+            if let Some(rc) = current(&weak) {
+                rc.borrow_mut().opened(now());
+                pump(&rc);
+            }
+        }
+    };
+    let on_bytes = {
+        let (weak, pump) = (weak.clone(), pump.clone());
+        move |b: Vec<u8>| {
+            if let Some(rc) = current(&weak) {
+                rc.borrow_mut().bytes(now(), &b);
+                pump(&rc);
+            }
+        }
+    };
+    let on_close = move |code: u16, reason: String| {
+        let Some(rc) = current(&weak) else { return };
+        if code != 1000 && code != 1005 {
+            on_abnormal(code, reason);
+        }
+        let socket = {
+            let mut i = rc.borrow_mut();
+            *i.generation() += 1;
+            i.socket().take()
+        };
+        retire(socket);
+        rc.borrow_mut().closed(now());
+        pump(&rc);
+    };
+    match Socket::open(url, on_open, on_bytes, on_close) {
+        Ok(s) => {
+            *rc.borrow_mut().socket() = Some(s);
+            Ok(())
+        }
+        Err(e) => {
+            rc.borrow_mut().closed(now());
+            Err(e)
+        }
     }
 }
 

@@ -47,72 +47,46 @@ pub fn App() -> impl IntoView {
             </aside>
             <main class="main">
                 <TabBar tab=tab set_tab=set_tab />
-                <section
-                    class="panel"
-                    id="panel-telemetry"
-                    role="tabpanel"
-                    aria-labelledby="tab-telemetry"
-                    hidden=move || tab.get() != Tab::Telemetry
-                >
+                <TabPanel tab=Tab::Telemetry current=tab>
                     <TelemetryPanel />
-                </section>
-                <section
-                    class="panel"
-                    id="panel-c2d"
-                    role="tabpanel"
-                    aria-labelledby="tab-c2d"
-                    hidden=move || tab.get() != Tab::C2d
-                >
+                </TabPanel>
+                <TabPanel tab=Tab::C2d current=tab>
                     <C2dPanel />
-                </section>
-                <section
-                    class="panel"
-                    id="panel-twin"
-                    role="tabpanel"
-                    aria-labelledby="tab-twin"
-                    hidden=move || tab.get() != Tab::Twin
-                >
+                </TabPanel>
+                <TabPanel tab=Tab::Twin current=tab>
                     <TwinPanel />
-                </section>
-                <section
-                    class="panel"
-                    id="panel-methods"
-                    role="tabpanel"
-                    aria-labelledby="tab-methods"
-                    hidden=move || tab.get() != Tab::Methods
-                >
+                </TabPanel>
+                <TabPanel tab=Tab::Methods current=tab>
                     <MethodsPanel />
-                </section>
-                <section
-                    class="panel"
-                    id="panel-provision"
-                    role="tabpanel"
-                    aria-labelledby="tab-provision"
-                    hidden=move || tab.get() != Tab::Provision
-                >
+                </TabPanel>
+                <TabPanel tab=Tab::Provision current=tab>
                     <ProvisionPanel />
-                </section>
-                <section
-                    class="panel"
-                    id="panel-fleet"
-                    role="tabpanel"
-                    aria-labelledby="tab-fleet"
-                    hidden=move || tab.get() != Tab::Fleet
-                >
+                </TabPanel>
+                <TabPanel tab=Tab::Fleet current=tab>
                     <FleetPanel />
-                </section>
-                <section
-                    class="panel"
-                    id="panel-console"
-                    role="tabpanel"
-                    aria-labelledby="tab-console"
-                    hidden=move || tab.get() != Tab::Console
-                >
+                </TabPanel>
+                <TabPanel tab=Tab::Console current=tab>
                     <ConsolePanel />
-                </section>
+                </TabPanel>
                 <TrafficDrawer />
             </main>
         </div>
+    }
+}
+
+/// One tab's panel: in the DOM always, hidden unless its tab is selected.
+#[component]
+fn TabPanel(tab: Tab, current: ReadSignal<Tab>, children: Children) -> impl IntoView {
+    view! {
+        <section
+            class="panel"
+            id=format!("panel-{}", tab.slug())
+            role="tabpanel"
+            aria-labelledby=format!("tab-{}", tab.slug())
+            hidden=move || current.get() != tab
+        >
+            {children()}
+        </section>
     }
 }
 
