@@ -3,7 +3,6 @@
 //! in devhub; one dropped through the fault API comes back.
 #![cfg(target_arch = "wasm32")]
 
-use serde_json::json;
 use wasm_bindgen_test::*;
 use web_sys::HtmlElement;
 
@@ -30,18 +29,7 @@ async fn ten_devices_from_one_group_send_and_one_comes_back_after_a_drop() {
     let Some((base, service)) = devhub() else {
         return;
     };
-    let body =
-        json!({"attestation": {"type": "symmetricKey", "symmetricKey": {"primaryKey": GROUP_KEY}}});
-    let (status, answer) = finish(request(
-        base,
-        &service,
-        "PUT",
-        "/enrollmentGroups/fleet-group",
-        Some(&body.to_string()),
-        &[],
-    ))
-    .await;
-    assert_eq!(status, 200, "{answer}");
+    create_group(base, &service, "fleet-group", GROUP_KEY).await;
     let root = mount_app();
     leptos::task::tick().await;
     // The console knows devhub (for the drop button).

@@ -3,7 +3,6 @@
 //! saved as a profile (without its key).
 #![cfg(target_arch = "wasm32")]
 
-use serde_json::json;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -31,18 +30,7 @@ async fn a_device_is_provisioned_from_a_group_key_then_connects() {
         .unwrap()
         .clear()
         .unwrap();
-    let body = json!({"enrollmentGroupId": "browser-group",
-        "attestation": {"type": "symmetricKey", "symmetricKey": {"primaryKey": GROUP_KEY}}});
-    let (status, answer) = finish(request(
-        base,
-        &service,
-        "PUT",
-        "/enrollmentGroups/browser-group",
-        Some(&body.to_string()),
-        &[],
-    ))
-    .await;
-    assert_eq!(status, 200, "{answer}");
+    create_group(base, &service, "browser-group", GROUP_KEY).await;
 
     let root = mount_app();
     leptos::task::tick().await;

@@ -199,3 +199,19 @@ pub fn text_now(root: &HtmlElement, id: &str) -> String {
         .and_then(|e| e.text_content())
         .unwrap_or_default()
 }
+
+/// Creates (or replaces) a DPS enrollment group with this key.
+pub async fn create_group(base: &str, service: &ConnectionString, name: &str, key: &str) {
+    let body = json!({"enrollmentGroupId": name,
+        "attestation": {"type": "symmetricKey", "symmetricKey": {"primaryKey": key}}});
+    let (status, answer) = finish(request(
+        base,
+        service,
+        "PUT",
+        &format!("/enrollmentGroups/{name}"),
+        Some(&body.to_string()),
+        &[],
+    ))
+    .await;
+    assert_eq!(status, 200, "{answer}");
+}

@@ -84,6 +84,97 @@ pub fn check_registration_id(id: &str) -> Result<(), String> {
     }
 }
 
+/// The subscription that carries DPS answers.
+pub const RESPONSE_FILTER: &str = "$dps/registrations/res/#";
+
+/// A DPS topic (spec §10), both ways.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DpsTopic {
+    /// `$dps/registrations/PUT/iotdps-register/?$rid={rid}`.
+    Register {
+        /// Request id.
+        rid: String,
+    },
+    /// `$dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operationId={op}`.
+    Poll {
+        /// Request id.
+        rid: String,
+        /// The operation to ask about (decoded).
+        operation_id: String,
+    },
+    /// `$dps/registrations/res/{status}/?$rid={rid}[&retry-after={s}]`.
+    Response {
+        /// HTTP-like status.
+        status: u16,
+        /// Request id.
+        rid: String,
+        /// Seconds to wait before the next request, if the service says.
+        retry_after: Option<u64>,
+    },
+}
+
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then_some(v)
+    })
+}
+
+impl DpsTopic {
+    /// Reads a topic; `None` when it is not one of the three.
+    pub fn parse(topic: &str) -> Option<DpsTopic> {
+        let rid = |q: &str| query_param(q, "$rid").map(str::to_string);
+        if let Some(q) = topic.strip_prefix("$dps/registrations/PUT/iotdps-register/?") {
+            return Some(DpsTopic::Register { rid: rid(q)? });
+        }
+        if let Some(q) = topic.strip_prefix("$dps/registrations/GET/iotdps-get-operationstatus/?") {
+            let op = query_param(q, "operationId")?;
+            let operation_id = percent_encoding::percent_decode_str(op)
+                .decode_utf8()
+                .ok()?
+                .into_owned();
+            return Some(DpsTopic::Poll {
+                rid: rid(q)?,
+                operation_id,
+            });
+        }
+        let rest = topic.strip_prefix("$dps/registrations/res/")?;
+        let (status, q) = rest.split_once("/?").unwrap_or((rest, ""));
+        Some(DpsTopic::Response {
+            status: status.parse().ok()?,
+            rid: rid(q).unwrap_or_default(),
+            retry_after: query_param(q, "retry-after").and_then(|r| r.parse().ok()),
+        })
+    }
+
+    /// The topic name.
+    pub fn to_topic(&self) -> String {
+        match self {
+            DpsTopic::Register { rid } => {
+                format!("$dps/registrations/PUT/iotdps-register/?$rid={rid}")
+            }
+            DpsTopic::Poll { rid, operation_id } => format!(
+                "$dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operationId={}",
+                percent_encoding::utf8_percent_encode(
+                    operation_id,
+                    percent_encoding::NON_ALPHANUMERIC
+                )
+            ),
+            DpsTopic::Response {
+                status,
+                rid,
+                retry_after,
+            } => {
+                let mut t = format!("$dps/registrations/res/{status}/?$rid={rid}");
+                if let Some(r) = retry_after {
+                    t.push_str(&format!("&retry-after={r}"));
+                }
+                t
+            }
+        }
+    }
+}
+
 /// Settings for one registration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProvisioningConfig {
@@ -372,7 +463,10 @@ impl ProvisioningSession {
             dup: false,
             qospid: QosPid::AtLeastOnce(pid),
             retain: false,
-            topic: format!("$dps/registrations/PUT/iotdps-register/?$rid={}", self.rid),
+            topic: DpsTopic::Register {
+                rid: self.rid.to_string(),
+            }
+            .to_topic(),
             payload: body.to_string().into_bytes(),
         }));
     }
@@ -385,11 +479,11 @@ impl ProvisioningSession {
             dup: false,
             qospid: QosPid::AtLeastOnce(pid),
             retain: false,
-            topic: format!(
-                "$dps/registrations/GET/iotdps-get-operationstatus/?$rid={}&operationId={}",
-                self.rid,
-                percent_encoding::utf8_percent_encode(&op, percent_encoding::NON_ALPHANUMERIC)
-            ),
+            topic: DpsTopic::Poll {
+                rid: self.rid.to_string(),
+                operation_id: op,
+            }
+            .to_topic(),
             payload: Vec::new(),
         }));
     }
@@ -413,7 +507,7 @@ impl ProvisioningSession {
                 self.send(Packet::Subscribe(Subscribe {
                     pkid: pid,
                     filters: vec![SubscribeFilter {
-                        filter: "$dps/registrations/res/#".into(),
+                        filter: RESPONSE_FILTER.into(),
                         qos: QoS::AtLeastOnce,
                     }],
                 }));
@@ -434,28 +528,18 @@ impl ProvisioningSession {
     }
 
     fn response(&mut self, now: u64, topic: &str, body: &[u8]) {
-        let Some(rest) = topic.strip_prefix("$dps/registrations/res/") else {
+        let Some(DpsTopic::Response {
+            status,
+            rid,
+            retry_after,
+        }) = DpsTopic::parse(topic)
+        else {
             return;
         };
-        let (status, query) = rest.split_once("/?").unwrap_or((rest, ""));
-        let Ok(status) = status.parse::<u16>() else {
-            self.fail(format!(
-                "the provisioning service answered on an odd topic: {topic}"
-            ));
-            return;
-        };
-        let param = |name: &str| {
-            query.split('&').find_map(|kv| {
-                let (k, v) = kv.split_once('=')?;
-                (k == name).then(|| v.to_string())
-            })
-        };
-        if param("$rid").and_then(|r| r.parse::<u64>().ok()) != Some(self.rid) {
+        if rid.parse::<u64>().ok() != Some(self.rid) {
             return; // an answer to an earlier request
         }
-        let retry_after_s = param("retry-after")
-            .and_then(|r| r.parse::<u64>().ok())
-            .unwrap_or(DEFAULT_RETRY_AFTER_S);
+        let retry_after_s = retry_after.unwrap_or(DEFAULT_RETRY_AFTER_S);
         match status {
             200..=299 => {
                 let op: OperationStatus = match serde_json::from_slice(body) {
@@ -808,6 +892,31 @@ mod tests {
             .start(0)
             .unwrap_err()
             .contains("ID scope"));
+    }
+
+    #[test]
+    fn dps_topics_round_trip() {
+        for t in [
+            DpsTopic::Register { rid: "1".into() },
+            DpsTopic::Poll {
+                rid: "2".into(),
+                operation_id: "4.abc&d".into(),
+            },
+            DpsTopic::Response {
+                status: 202,
+                rid: "3".into(),
+                retry_after: Some(3),
+            },
+        ] {
+            assert_eq!(
+                DpsTopic::parse(&t.to_topic()),
+                Some(t.clone()),
+                "{}",
+                t.to_topic()
+            );
+        }
+        assert_eq!(DpsTopic::parse("devices/d/messages/events/"), None);
+        assert_eq!(DpsTopic::parse("$dps/registrations/res/abc/?$rid=1"), None);
     }
 
     #[test]

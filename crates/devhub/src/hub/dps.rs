@@ -9,7 +9,7 @@
 use super::*;
 use crate::rest::{AuthenticationRequest, IdentityRequest, SymmetricKeys};
 use twinscope_proto::iothub::sas::derive_device_key;
-use twinscope_proto::provisioning::registration_resource;
+use twinscope_proto::provisioning::{registration_resource, DpsTopic, RESPONSE_FILTER};
 
 /// DPS settings: the ID scope and the enrollments.
 #[derive(Clone, Debug, Default)]
@@ -209,7 +209,7 @@ impl Hub {
                     .filters
                     .iter()
                     .map(|f| {
-                        if f.filter == "$dps/registrations/res/#" {
+                        if f.filter == RESPONSE_FILTER {
                             SubAckCode::Success(QoS::AtLeastOnce.min(f.qos))
                         } else {
                             SubAckCode::Failure
@@ -253,14 +253,25 @@ impl Hub {
         self.dps.conns.remove(&conn);
     }
 
-    fn dps_answer(conn: ConnId, status: u16, rid: &str, extra: &str, body: Value) -> Action {
+    fn dps_answer(
+        conn: ConnId,
+        status: u16,
+        rid: &str,
+        retry_after: Option<u64>,
+        body: Value,
+    ) -> Action {
         Action::Send(
             conn,
             Packet::Publish(Publish {
                 dup: false,
                 qospid: QosPid::AtMostOnce,
                 retain: false,
-                topic: format!("$dps/registrations/res/{status}/?$rid={rid}{extra}"),
+                topic: DpsTopic::Response {
+                    status,
+                    rid: rid.to_string(),
+                    retry_after,
+                }
+                .to_topic(),
                 payload: body.to_string().into_bytes(),
             }),
         )
@@ -271,24 +282,19 @@ impl Hub {
             return Vec::new();
         };
         let (reg, key) = (dc.registration_id.clone(), dc.key.clone());
-        let param = |query: &str, name: &str| {
-            query.split('&').find_map(|kv| {
-                let (k, v) = kv.split_once('=')?;
-                (k == name).then(|| v.to_string())
-            })
-        };
         let error = |status: u16, rid: &str, code: i64, message: &str| {
             Hub::dps_answer(
                 conn,
                 status,
                 rid,
-                "",
+                None,
                 json!({"errorCode": code, "trackingId": "devhub", "message": message,
                        "timestampUtc": iso_now(now_ms)}),
             )
         };
-        if let Some(query) = topic.strip_prefix("$dps/registrations/PUT/iotdps-register/?") {
-            let rid = param(query, "$rid").unwrap_or_default();
+        let parsed = DpsTopic::parse(topic);
+        if let Some(DpsTopic::Register { rid }) = &parsed {
+            let rid = rid.clone();
             let req: Value = match serde_json::from_slice(body) {
                 Ok(v) => v,
                 Err(_) => return vec![error(400, &rid, 400004, "the register body is not JSON")],
@@ -315,21 +321,12 @@ impl Hub {
                 conn,
                 202,
                 &rid,
-                &format!("&retry-after={RETRY_AFTER_S}"),
+                Some(RETRY_AFTER_S),
                 json!({"operationId": op, "status": "assigning"}),
             )];
         }
-        if let Some(query) =
-            topic.strip_prefix("$dps/registrations/GET/iotdps-get-operationstatus/?")
-        {
-            let rid = param(query, "$rid").unwrap_or_default();
-            let op_id = param(query, "operationId")
-                .map(|o| {
-                    percent_encoding::percent_decode_str(&o)
-                        .decode_utf8_lossy()
-                        .into_owned()
-                })
-                .unwrap_or_default();
+        if let Some(DpsTopic::Poll { rid, operation_id }) = parsed {
+            let op_id = operation_id;
             let Some(op) = self.dps.ops.get(&op_id) else {
                 return vec![error(404, &rid, 404201, "no such operation")];
             };
@@ -384,7 +381,7 @@ impl Hub {
                 conn,
                 200,
                 &rid,
-                "",
+                None,
                 json!({"operationId": op_id, "status": "assigned", "registrationState": state}),
             )];
         }
