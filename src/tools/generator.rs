@@ -2,6 +2,7 @@
 //! ([`Plan`]), the run's schedule ([`Schedule`]), and what a run costs against IoT Hub's
 //! daily message quotas ([`Billing`]).
 
+use super::num::fixed;
 use super::template::{Context, Template};
 use crate::ui::model::TelemetryForm;
 
@@ -188,11 +189,11 @@ impl Billing {
 
 fn percent(p: f64) -> String {
     if p >= 100.0 {
-        format!("{p:.0}% (over)")
+        format!("{}% (over)", fixed(p, 0))
     } else if p >= 1.0 {
-        format!("{p:.1}%")
+        format!("{}%", fixed(p, 1))
     } else {
-        format!("{p:.2}%")
+        format!("{}%", fixed(p, 2))
     }
 }
 

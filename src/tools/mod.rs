@@ -3,6 +3,7 @@
 
 pub mod fleet;
 pub mod generator;
+pub mod num;
 pub mod profiles;
 pub mod provision;
 pub mod rules;

@@ -126,7 +126,7 @@ fn field(inner: &str, at: usize) -> Result<Field, TemplateError> {
         });
     };
     let nums = |args: &[String]| -> Option<Vec<f64>> {
-        args.iter().map(|a| a.parse::<f64>().ok()).collect()
+        args.iter().map(|a| super::num::parse_number(a)).collect()
     };
     match name {
         "random" => {

@@ -227,11 +227,7 @@ pub fn ConsolePanel() -> impl IntoView {
         );
     };
     let set_rate = move |_| {
-        let f = fault_rate
-            .get_untracked()
-            .trim()
-            .parse::<f64>()
-            .ok()
+        let f = crate::tools::num::parse_number(&fault_rate.get_untracked())
             .filter(|r| (0.0..=1.0).contains(r))
             .map(|rate| Fault::DropRate {
                 rate,

@@ -167,7 +167,7 @@ pub fn GeneratorSection(
                 " · "
                 <span data-testid="gen-failed">{move || format!("{} failed", run().map_or(0, |r| r.failed))}</span>
                 " · "
-                <span data-testid="gen-rate">{move || format!("{:.1} messages/s", run().map_or(0.0, |r| r.rate(device.now.get())))}</span>
+                <span data-testid="gen-rate">{move || format!("{} messages/s", crate::tools::num::fixed(run().map_or(0.0, |r| r.rate(device.now.get())), 1))}</span>
             </p>
             {move || error.get().map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
         </fieldset>

@@ -164,8 +164,8 @@ impl TelemetryForm {
             ""
         };
         format!(
-            "{size} B of 256 KB ({:.1}%) · {units} × 4 KB billing unit{}{over}",
-            size as f64 * 100.0 / limit as f64,
+            "{size} B of 256 KB ({}%) · {units} × 4 KB billing unit{}{over}",
+            crate::tools::num::fixed(size as f64 * 100.0 / limit as f64, 1),
             if units == 1 { "" } else { "s" }
         )
     }

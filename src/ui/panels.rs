@@ -8,6 +8,7 @@ use super::model::{body_text, method_wait, property_lines, TelemetryForm};
 use super::rules::MethodRules;
 use crate::client::{CallOutcome, ConnStatus, Console, Device, DeviceView, Entry, Ring};
 use crate::tools::generator::Plan;
+use crate::tools::num::fixed;
 use twinscope_proto::session::C2dMessage;
 
 /// An empty state: what will appear here and how to make it appear.
@@ -553,13 +554,13 @@ pub fn MethodsPanel() -> impl IntoView {
                                 crate::client::clock_label(e.at.saturating_sub(e.value.waited_ms)),
                                 match &e.value.outcome {
                                     CallOutcome::Answered { status, rule, .. } => format!(
-                                        "answered {status} after {:.1} s {}",
-                                        e.value.waited_ms as f64 / 1000.0,
+                                        "answered {status} after {} s {}",
+                                        fixed(e.value.waited_ms as f64 / 1000.0, 1),
                                         rule.as_ref().map_or("by hand".to_string(), |r| format!("by {r}"))
                                     ),
                                     CallOutcome::Dropped => format!(
-                                        "not answered: the connection was lost after {:.1} s, so the hub dropped the call",
-                                        e.value.waited_ms as f64 / 1000.0
+                                        "not answered: the connection was lost after {} s, so the hub dropped the call",
+                                        fixed(e.value.waited_ms as f64 / 1000.0, 1)
                                     ),
                                 }
                             )}

@@ -164,7 +164,7 @@ pub fn TrafficDrawer() -> impl IntoView {
                             "No traffic yet. Every MQTT packet between this device and the hub appears here, decoded."
                         </p>
                     }>
-                        <div class="traffic-spacer" style=move || format!("height: {}px", ids.with(Vec::len) as f64 * ROW_PX)>
+                        <div class="traffic-spacer" style=move || format!("height: {}px", ids.with(Vec::len) * ROW_PX as usize)>
                             <For each=rows key=|(pos, e)| (*pos, e.id, e.value.pair.is_some()) let:row>
                                 <TrafficRow pos=row.0 entry=row.1 selected=selected />
                             </For>
@@ -203,7 +203,7 @@ fn TrafficRow(
     view! {
         <div class="traffic-entry" class:out=outbound class:selected=move || selected.get() == Some(id)
             data-testid="traffic-entry" role="listitem" tabindex="0"
-            style=format!("top: {}px", pos as f64 * ROW_PX)
+            style=format!("top: {}px", pos * ROW_PX as usize)
             on:click=move |_| selected.set(Some(id))
             on:keydown=move |ev: leptos::ev::KeyboardEvent| if ev.key() == "Enter" { selected.set(Some(id)) }>
             <span class="dir" aria-label=if outbound { "sent" } else { "received" }>{if outbound { "→" } else { "←" }}</span>
