@@ -483,16 +483,26 @@ impl Filter {
         if !self.kinds.is_empty() && !self.kinds.contains(&r.kind) {
             return false;
         }
-        let needle = self.text.trim().to_lowercase();
+        let needle = self.text.trim().as_bytes();
         if needle.is_empty() {
             return true;
         }
-        let has = |s: &str| s.to_lowercase().contains(&needle);
+        let has = |s: &str| contains_ignore_ascii_case(s.as_bytes(), needle);
         has(&r.summary)
             || r.topic.as_deref().is_some_and(has)
             || r.props.iter().any(|(k, v)| has(k) || has(v))
-            || std::str::from_utf8(&r.payload).is_ok_and(has)
+            || contains_ignore_ascii_case(&r.payload, needle)
     }
+}
+
+/// Whether `needle` occurs in `hay`, ASCII letters compared without case (other bytes,
+/// UTF-8 included, exactly). No allocation: the filter runs over thousands of records on
+/// every keystroke, and Unicode case tables would cost the web app 15 KB.
+fn contains_ignore_ascii_case(hay: &[u8], needle: &[u8]) -> bool {
+    needle.len() <= hay.len()
+        && hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// One record as a JSON object for the NDJSON export. `pair` is what it answered or what
@@ -779,6 +789,15 @@ mod tests {
         assert!(text("WORLD").matches(&t), "payload text matches");
         assert!(!text("blue").matches(&t));
         assert!(text("pingreq").matches(&ping));
+        assert!(!text("hello world and more").matches(&t), "longer than all");
+        // Binary payloads are searched too, and UTF-8 text matches exactly.
+        let bin = rec(
+            &publish("devices/d/messages/events/", None, b"\xff\x00Gr\xc3\xbc\xc3\x9fe\x01"),
+            true,
+            0,
+        );
+        assert!(text("grüße").matches(&bin));
+        assert!(!text("grüsse").matches(&bin));
     }
 
     #[test]
