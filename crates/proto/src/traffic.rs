@@ -792,7 +792,11 @@ mod tests {
         assert!(!text("hello world and more").matches(&t), "longer than all");
         // Binary payloads are searched too, and UTF-8 text matches exactly.
         let bin = rec(
-            &publish("devices/d/messages/events/", None, b"\xff\x00Gr\xc3\xbc\xc3\x9fe\x01"),
+            &publish(
+                "devices/d/messages/events/",
+                None,
+                b"\xff\x00Gr\xc3\xbc\xc3\x9fe\x01",
+            ),
             true,
             0,
         );

@@ -235,7 +235,7 @@ impl<'a> Reader<'a> {
 /// U+0000 is forbidden in MQTT strings (MQTT-1.5.3-2). Rust strings are valid UTF-8 (which
 /// also excludes the surrogates of MQTT-1.5.3-1) by construction.
 pub(super) fn check_string(s: &str) -> Result<(), DecodeError> {
-    if s.contains('\0') {
+    if s.as_bytes().contains(&0) {
         Err(DecodeError::NullCharacter)
     } else {
         Ok(())

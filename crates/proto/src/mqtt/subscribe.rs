@@ -7,7 +7,7 @@
 //!                     bits 7-2 reserved = 0, bits 1-0 requested QoS)
 //! ```
 
-use super::codec::{check_string, field_len, write_binary, write_u16, Reader};
+use super::codec::{field_len, write_binary, write_u16, Reader};
 use super::topic::validate_topic_filter;
 use super::{DecodeError, EncodeError, PacketId, QoS};
 
@@ -58,7 +58,6 @@ impl Subscribe {
         }
         let mut len = 2;
         for f in &self.filters {
-            check_string(&f.filter)?;
             validate_topic_filter(&f.filter)?;
             len += field_len("topic filter", f.filter.len())? + 1;
         }
