@@ -292,7 +292,11 @@ async fn websocket(
     };
     let shared = s.shared.clone();
     let max = shared.limits.max_ws_message;
+    // tungstenite reserves 128 KB read and write buffers per socket by default: most of a
+    // connection's memory. Device packets are small; buffers grow for the rare big one.
     ws.protocols(["mqtt", "MQTT"])
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| serve_websocket(shared, socket, slot))

@@ -361,6 +361,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             println!("devhub: listening    mqtts://{} (MQTT over TLS)", l.local_addr().map_err(|e| e.to_string())?);
             tokio::spawn(tls::serve_mqtt_tls(l, cfg, shared.clone()));
         }
+        // No Nagle delay: a device waits on each small answer (CONNACK, twin, PUBACK).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;

@@ -113,7 +113,11 @@ pub fn server_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<Arc<ServerConfi
 async fn accept(listener: &TcpListener) -> TcpStream {
     loop {
         match listener.accept().await {
-            Ok((tcp, _)) => return tcp,
+            Ok((tcp, _)) => {
+                // No Nagle delay: a device waits on each small answer.
+                let _ = tcp.set_nodelay(true);
+                return tcp;
+            }
             Err(e) => {
                 eprintln!("devhub: accept failed ({e}); retrying in 1 s");
                 tokio::time::sleep(Duration::from_secs(1)).await;

@@ -47,6 +47,57 @@ pub struct NativeDevice {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// The open transport: MQTT over WebSocket (IoT Hub's, devhub's), or over plain TCP for
+/// `mqtt://host:port` URLs (a plain MQTT broker, such as the benchmarks' mosquitto).
+enum Link {
+    Ws(Ws),
+    Tcp(tokio::net::TcpStream, Box<[u8]>),
+}
+
+impl Link {
+    /// The next bytes from the peer; `None` when the connection ended.
+    async fn read(&mut self) -> Option<Vec<u8>> {
+        match self {
+            Link::Ws(ws) => loop {
+                match ws.next().await {
+                    Some(Ok(Message::Binary(b))) => return Some(b.to_vec()),
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
+                    Some(Ok(_)) => {}
+                }
+            },
+            Link::Tcp(s, buf) => {
+                use tokio::io::AsyncReadExt;
+                match s.read(buf).await {
+                    Ok(0) | Err(_) => None,
+                    Ok(n) => Some(buf[..n].to_vec()),
+                }
+            }
+        }
+    }
+
+    async fn write(&mut self, b: Vec<u8>) -> bool {
+        match self {
+            Link::Ws(ws) => ws.send(Message::Binary(b.into())).await.is_ok(),
+            Link::Tcp(s, _) => {
+                use tokio::io::AsyncWriteExt;
+                s.write_all(&b).await.is_ok()
+            }
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Link::Ws(mut ws) => {
+                let _ = ws.close(None).await;
+            }
+            Link::Tcp(mut s, _) => {
+                use tokio::io::AsyncWriteExt;
+                let _ = s.shutdown().await;
+            }
+        }
+    }
+}
+
 impl NativeDevice {
     /// Starts a session for a device connection string over `url` (ws:// or wss://),
     /// signing tokens valid for `ttl_s` seconds and renewing them at 80% of their life.
@@ -174,7 +225,7 @@ struct Driver {
     ttl_s: u64,
     events: mpsc::UnboundedSender<Event>,
     state: tokio::sync::watch::Sender<State>,
-    ws: Option<Ws>,
+    ws: Option<Link>,
 }
 
 impl Driver {
@@ -196,18 +247,17 @@ impl Driver {
             };
             let read = async {
                 match &mut self.ws {
-                    Some(ws) => ws.next().await,
+                    Some(ws) => ws.read().await,
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
                 msg = read => match msg {
-                    Some(Ok(Message::Binary(b))) => self.session.handle_bytes(now_ms(), &b),
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                    Some(b) => self.session.handle_bytes(now_ms(), &b),
+                    None => {
                         self.ws = None;
                         self.session.handle_closed(now_ms());
                     }
-                    Some(Ok(_)) => {}
                 },
                 cmd = commands.recv() => {
                     let now = now_ms();
@@ -236,7 +286,7 @@ impl Driver {
             while let Some(b) = self.session.poll_transmit() {
                 progressed = true;
                 if let Some(ws) = &mut self.ws {
-                    if ws.send(Message::Binary(b.into())).await.is_err() {
+                    if !ws.write(b).await {
                         self.ws = None;
                         self.session.handle_closed(now_ms());
                     }
@@ -247,8 +297,8 @@ impl Driver {
                 match &e {
                     Event::OpenTransport => self.open().await,
                     Event::CloseTransport => {
-                        if let Some(mut ws) = self.ws.take() {
-                            let _ = ws.close(None).await;
+                        if let Some(ws) = self.ws.take() {
+                            ws.close().await;
                         }
                         self.session.handle_closed(now_ms());
                     }
@@ -272,13 +322,31 @@ impl Driver {
     }
 
     async fn open(&mut self) {
+        if let Some(addr) = self.url.strip_prefix("mqtt://") {
+            let addr = addr.trim_end_matches('/');
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    self.ws = Some(Link::Tcp(s, vec![0; 16 * 1024].into_boxed_slice()));
+                    self.session.handle_opened(now_ms());
+                }
+                Err(e) => {
+                    let _ = self
+                        .events
+                        .send(Event::Error(format!("cannot open {}: {e}", self.url)));
+                    self.session.handle_closed(now_ms());
+                }
+            }
+            return;
+        }
         let opened = match self.url.as_str().into_client_request() {
             Ok(mut r) => {
                 r.headers_mut().insert(
                     "Sec-WebSocket-Protocol",
                     "mqtt".parse().expect("valid header"),
                 );
-                tokio_tungstenite::connect_async(r)
+                // No Nagle delay (the third argument): requests are small and waited on.
+                tokio_tungstenite::connect_async_with_config(r, None, true)
                     .await
                     .map(|(ws, _)| ws)
                     .map_err(|e| e.to_string())
@@ -287,7 +355,7 @@ impl Driver {
         };
         match opened {
             Ok(ws) => {
-                self.ws = Some(ws);
+                self.ws = Some(Link::Ws(ws));
                 self.session.handle_opened(now_ms());
             }
             Err(e) => {
