@@ -50,7 +50,7 @@ type Ws =
 /// The open transport: MQTT over WebSocket (IoT Hub's, devhub's), or over plain TCP for
 /// `mqtt://host:port` URLs (a plain MQTT broker, such as the benchmarks' mosquitto).
 enum Link {
-    Ws(Ws),
+    Ws(Box<Ws>),
     Tcp(tokio::net::TcpStream, Box<[u8]>),
 }
 
@@ -355,7 +355,7 @@ impl Driver {
         };
         match opened {
             Ok(ws) => {
-                self.ws = Some(Link::Ws(ws));
+                self.ws = Some(Link::Ws(Box::new(ws)));
                 self.session.handle_opened(now_ms());
             }
             Err(e) => {
