@@ -88,7 +88,7 @@ impl Link {
     async fn close(self) {
         match self {
             Link::Ws(mut ws) => {
-                let _ = ws.close(None).await;
+                let _ = ws.as_mut().close(None).await;
             }
             Link::Tcp(mut s, _) => {
                 use tokio::io::AsyncWriteExt;
