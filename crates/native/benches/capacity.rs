@@ -223,7 +223,8 @@ async fn connect_all(s: &Server, n: usize) -> (Vec<NativeDevice>, Duration) {
     let start = Instant::now();
     let sem = Arc::new(tokio::sync::Semaphore::new(200));
     let mut tasks = Vec::new();
-    for cs in s.cs.iter().take(n).cloned() {
+    for cs in s.cs.iter().take(n) {
+        let cs = cs.clone();
         let url = s.url.clone();
         let sem = sem.clone();
         tasks.push(tokio::spawn(async move {
