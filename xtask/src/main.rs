@@ -92,24 +92,164 @@ fn serve(args: &[String]) -> Result<(), String> {
     ]))
 }
 
-/// `cargo xtask bench`: every benchmark, printing numbers (no pass/fail).
+/// `cargo xtask bench`: every benchmark, printing numbers (no pass/fail), and their
+/// results together in target/bench.json.
 fn bench() -> Result<(), String> {
-    util::step("codec throughput (crates/proto/benches/codec.rs)");
+    let tools = setup::run()?;
+    let out = util::root().join("target/bench");
+    std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
+
+    util::step("bundle: build the release app (trunk build --release)");
+    util::run(tools.cmd("trunk").args(["build", "--release"]))?;
+    let bundle = bench_bundle(&tools)?;
+    std::fs::write(out.join("bundle.json"), &bundle).map_err(|e| e.to_string())?;
+
+    util::step("codec against mqttbytes (crates/proto/benches/codec.rs)");
     util::run(
-        std::process::Command::new("cargo")
+        tools
+            .cmd("cargo")
             .args(["bench", "--package", "twinscope-proto", "--bench", "codec"])
-            .current_dir(util::root()),
+            .env("BENCH_JSON", out.join("codec.json")),
     )?;
-    util::step("devhub under load (crates/native/benches/devhub_load.rs; DEVICES, MESSAGES)");
+    util::step("devhub beside mosquitto (crates/native/benches/capacity.rs; CAP_* variables)");
     util::run(
-        std::process::Command::new("cargo")
+        tools
+            .cmd("cargo")
             .args([
                 "bench",
                 "--package",
                 "twinscope-native",
                 "--bench",
-                "devhub_load",
+                "capacity",
             ])
-            .current_dir(util::root()),
+            .env("BENCH_JSON", out.join("capacity.json")),
+    )?;
+    let mut parts = Vec::new();
+    for name in ["bundle", "codec", "capacity"] {
+        let text = std::fs::read_to_string(out.join(format!("{name}.json")))
+            .map_err(|e| format!("{name}.json: {e}"))?;
+        parts.push(format!("\"{name}\":{}", text.trim()));
+    }
+    let all = util::root().join("target/bench.json");
+    std::fs::write(&all, format!("{{{}}}\n", parts.join(","))).map_err(|e| e.to_string())?;
+    println!("wrote {}", all.display());
+    Ok(())
+}
+
+/// Sizes of dist/ (raw and gzip -9), MQTT.js's browser bundle beside them, and the ten
+/// biggest items of the wasm (twiggy, on the build before wasm-opt, which keeps names).
+fn bench_bundle(tools: &setup::Tools) -> Result<String, String> {
+    let root = util::root();
+    let gz = |path: &std::path::Path| -> Result<(u64, u64), String> {
+        let raw = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+        let out = std::process::Command::new("gzip")
+            .args(["-9", "-c"])
+            .arg(path)
+            .output()
+            .map_err(|e| format!("gzip: {e}"))?;
+        Ok((raw, out.stdout.len() as u64))
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(root.join("dist")).map_err(|e| e.to_string())? {
+        let p = entry.map_err(|e| e.to_string())?.path();
+        let kind = match p.extension().and_then(|e| e.to_str()) {
+            Some("wasm") => "wasm",
+            Some("js") => "js",
+            Some("css") => "css",
+            _ => continue,
+        };
+        let (raw, z) = gz(&p)?;
+        files.push((kind, raw, z));
+    }
+    files.sort();
+    let total: u64 = files.iter().map(|f| f.2).sum();
+    println!("{:<28} {:>10} {:>10}", "bundle", "raw B", "gzip B");
+    for (k, raw, z) in &files {
+        println!("{:<28} {raw:>10} {z:>10}", format!("twinscope {k}"));
+    }
+    println!("{:<28} {:>10} {total:>10}", "twinscope total", "");
+    let peer_dir = root.join("bench");
+    if !peer_dir.join("node_modules/mqtt/dist/mqtt.min.js").exists() {
+        util::run(
+            tools
+                .cmd("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&peer_dir),
+        )?;
+    }
+    let (peer_raw, peer_z) = gz(&peer_dir.join("node_modules/mqtt/dist/mqtt.min.js"))?;
+    println!(
+        "{:<28} {peer_raw:>10} {peer_z:>10}",
+        "peer: MQTT.js mqtt.min.js"
+    );
+    println!(
+        "budget 300 KB gzipped: {} ({:.1} KB); target 200 KB",
+        if total <= 300 * 1024 {
+            "within"
+        } else {
+            "OVER"
+        },
+        total as f64 / 1024.0
+    );
+    if util::output(&mut tools.cmd("twiggy").arg("--version")).is_none() {
+        util::run(tools.cmd("cargo").args(["install", "twiggy", "--locked"]))?;
+    }
+    let wasm = root.join("target/wasm32-unknown-unknown/release/twinscope.wasm");
+    let csv = util::output(
+        tools
+            .cmd("twiggy")
+            .args(["top", "-n", "40", "-f", "csv"])
+            .arg(&wasm),
     )
+    .ok_or("twiggy failed")?;
+    let mut top = Vec::new();
+    println!("ten biggest wasm items before wasm-opt (twiggy top, sections left out):");
+    // Custom sections (names, wasm-bindgen's) are stripped from the shipped file.
+    let items = csv.lines().skip(1).filter(|l| !l.contains("section"));
+    for line in items.take(10) {
+        let mut cols = line.rsplitn(5, ',');
+        let (_, _, _, bytes, name) = (
+            cols.next(),
+            cols.next(),
+            cols.next(),
+            cols.next(),
+            cols.next(),
+        );
+        let (Some(bytes), Some(name)) = (bytes, name) else {
+            continue;
+        };
+        println!(
+            "  {bytes:>8}  {}",
+            name.chars().take(100).collect::<String>()
+        );
+        top.push(format!(
+            "{{\"item\":{},\"bytes\":{bytes}}}",
+            json_string(name.trim_matches('"'))
+        ));
+    }
+    let fields: Vec<String> = files
+        .iter()
+        .map(|(k, raw, z)| format!("\"{k}\":{{\"raw\":{raw},\"gzip\":{z}}}"))
+        .collect();
+    Ok(format!(
+        "{{{},\"total_gzip\":{total},\"budget_gzip\":{},\"peer_mqttjs\":{{\"raw\":{peer_raw},\"gzip\":{peer_z}}},\"twiggy_top\":[{}]}}",
+        fields.join(","),
+        300 * 1024,
+        top.join(",")
+    ))
+}
+
+/// A JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
 }
