@@ -191,7 +191,7 @@ fn bench_bundle(tools: &setup::Tools) -> Result<String, String> {
         },
         total as f64 / 1024.0
     );
-    if util::output(&mut tools.cmd("twiggy").arg("--version")).is_none() {
+    if util::output(tools.cmd("twiggy").arg("--version")).is_none() {
         util::run(tools.cmd("cargo").args(["install", "twiggy", "--locked"]))?;
     }
     let wasm = root.join("target/wasm32-unknown-unknown/release/twinscope.wasm");
