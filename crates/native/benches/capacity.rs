@@ -327,10 +327,10 @@ async fn twin_rtt(s: &Server, devices: usize, secs: u64) -> (f64, f64, usize) {
     for (i, mut dev) in devs.into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {
             let sampler = i % 10 == 0;
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.tick().await;
-            // Spread the devices over the second.
+            // Spread the devices over the second (an interval keeps the phase of its
+            // creation, so it is made after the offset: otherwise all tick at once).
             tokio::time::sleep(Duration::from_millis((i as u64 * 997) % 1000)).await;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
             let mut rtts = Vec::new();
             let mut pending: Option<(twinscope_proto::session::RequestId, Instant)> = None;
             while Instant::now() < until {
