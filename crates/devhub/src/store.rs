@@ -163,6 +163,11 @@ impl Store {
         Store::init(db)
     }
 
+    /// Runs one statement through the prepared-statement cache.
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> Result<usize, StoreError> {
+        self.db.prepare_cached(sql)?.execute(params)
+    }
+
     /// A database in memory, gone when devhub stops.
     pub fn in_memory() -> Result<Store, StoreError> {
         Store::init(Connection::open_in_memory()?)
@@ -171,6 +176,9 @@ impl Store {
     fn init(db: Connection) -> Result<Store, StoreError> {
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch(SCHEMA)?;
+        // Statements are parsed once and kept (parsing was a tenth of devhub's time under
+        // a telemetry load).
+        db.set_prepared_statement_cache_capacity(64);
         Ok(Store {
             db,
             retention: Retention::default(),
@@ -189,7 +197,7 @@ impl Store {
 
     /// Sets a setting.
     pub fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.db.execute(
+        self.exec(
             "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             [key, value],
         )?;
@@ -369,7 +377,7 @@ impl Store {
         module: Option<&str>,
         t: &TwinRecord,
     ) -> Result<(), StoreError> {
-        self.db.execute(
+        self.exec(
             "UPDATE twins SET tags = ?3, desired = ?4, reported = ?5, version = ?6 WHERE device_id = ?1 AND module_id = ?2",
             params![
                 device,
@@ -391,7 +399,7 @@ impl Store {
         body: &[u8],
         expiry_ms: u64,
     ) -> Result<i64, StoreError> {
-        self.db.execute(
+        self.exec(
             "INSERT INTO c2d (device_id, props, body, expiry_ms) VALUES (?1, ?2, ?3, ?4)",
             params![device, props, body, expiry_ms as i64],
         )?;
@@ -400,7 +408,7 @@ impl Store {
 
     /// Messages queued for a device, in order (expired ones are removed first).
     pub fn c2d_queue(&self, device: &str, now_ms: u64) -> Result<Vec<C2dRecord>, StoreError> {
-        self.db.execute(
+        self.exec(
             "DELETE FROM c2d WHERE device_id = ?1 AND expiry_ms <= ?2",
             params![device, now_ms as i64],
         )?;
@@ -424,7 +432,7 @@ impl Store {
 
     /// Marks a message delivered and locked until `until_ms` (0 unlocks it).
     pub fn lock_c2d(&self, seq: i64, until_ms: u64, delivered: bool) -> Result<(), StoreError> {
-        self.db.execute(
+        self.exec(
             "UPDATE c2d SET lock_until_ms = ?2, delivery_count = delivery_count + ?3 WHERE seq = ?1",
             params![seq, until_ms as i64, i64::from(delivered)],
         )?;
@@ -433,7 +441,7 @@ impl Store {
 
     /// Unlocks every message of a device (its connection ended).
     pub fn unlock_c2d(&self, device: &str) -> Result<(), StoreError> {
-        self.db.execute(
+        self.exec(
             "UPDATE c2d SET lock_until_ms = 0 WHERE device_id = ?1",
             [device],
         )?;
@@ -442,7 +450,7 @@ impl Store {
 
     /// Completes (removes) a message.
     pub fn complete_c2d(&self, seq: i64) -> Result<(), StoreError> {
-        self.db.execute("DELETE FROM c2d WHERE seq = ?1", [seq])?;
+        self.exec("DELETE FROM c2d WHERE seq = ?1", [seq])?;
         Ok(())
     }
 
@@ -462,7 +470,7 @@ impl Store {
     /// Saves a persistent session's subscriptions.
     pub fn put_session(&self, client_id: &str, subs: &[(String, u8)]) -> Result<(), StoreError> {
         let text = serde_json::to_string(subs).unwrap_or_else(|_| "[]".into());
-        self.db.execute(
+        self.exec(
             "INSERT INTO sessions (client_id, subscriptions) VALUES (?1, ?2)
              ON CONFLICT(client_id) DO UPDATE SET subscriptions = excluded.subscriptions",
             [client_id, &text],
@@ -472,8 +480,7 @@ impl Store {
 
     /// Forgets a session (CleanSession 1).
     pub fn delete_session(&self, client_id: &str) -> Result<(), StoreError> {
-        self.db
-            .execute("DELETE FROM sessions WHERE client_id = ?1", [client_id])?;
+        self.exec("DELETE FROM sessions WHERE client_id = ?1", [client_id])?;
         Ok(())
     }
 
@@ -486,14 +493,17 @@ impl Store {
         body: &[u8],
         enqueued_time: &str,
     ) -> Result<i64, StoreError> {
-        self.db.execute(
+        // The insert and the retention deletes commit together: one transaction (one set
+        // of file locks, one WAL commit) per message instead of two.
+        let tx = self.db.unchecked_transaction()?;
+        self.exec(
             "INSERT INTO events (device_id, module_id, properties, body, enqueued_time) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![device, module, properties.to_string(), body, enqueued_time],
         )?;
         let seq = self.db.last_insert_rowid();
         // Retention. In all: sequence numbers only grow, so keeping the newest `total`
         // numbers is one indexed range delete.
-        self.db.execute(
+        self.exec(
             "DELETE FROM events WHERE seq <= ?1",
             [seq - i64::from(self.retention.total)],
         )?;
@@ -510,13 +520,14 @@ impl Store {
             }
         };
         if due {
-            self.db.execute(
+            self.exec(
                 "DELETE FROM events WHERE device_id = ?1 AND seq <= (
                      SELECT seq FROM events WHERE device_id = ?1
                      ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
                 params![device, self.retention.per_device],
             )?;
         }
+        tx.commit()?;
         Ok(seq)
     }
 
