@@ -124,8 +124,12 @@ fn bench() -> Result<(), String> {
             ])
             .env("BENCH_JSON", out.join("capacity.json")),
     )?;
+    util::step("browser throughput: ours, MQTT.js and a raw WebSocket in headless Chromium (tests/throughput.rs)");
+    let browser = bench_browser(&tools);
+    std::fs::write(out.join("browser.json"), &browser).map_err(|e| e.to_string())?;
+
     let mut parts = Vec::new();
-    for name in ["bundle", "codec", "capacity"] {
+    for name in ["bundle", "codec", "capacity", "browser"] {
         let text = std::fs::read_to_string(out.join(format!("{name}.json")))
             .map_err(|e| format!("{name}.json: {e}"))?;
         parts.push(format!("\"{name}\":{}", text.trim()));
@@ -134,6 +138,135 @@ fn bench() -> Result<(), String> {
     std::fs::write(&all, format!("{{{}}}\n", parts.join(","))).map_err(|e| e.to_string())?;
     println!("wrote {}", all.display());
     Ok(())
+}
+
+/// The browser throughput benchmark against the sink and against devhub, one Chromium run
+/// each; a run that fails is reported in the JSON and does not stop the others.
+fn bench_browser(tools: &setup::Tools) -> String {
+    use std::io::BufRead;
+    let root = util::root();
+    let key = "YmVuY2gta2V5LWZvci10aHJvdWdocHV0";
+    let built = util::run(tools.cmd("cargo").args([
+        "build",
+        "--release",
+        "--package",
+        "twinscope-native",
+        "--example",
+        "mqtt_sink",
+    ]))
+    .and_then(|()| {
+        util::run(tools.cmd("cargo").args([
+            "build",
+            "--profile",
+            "devhub",
+            "--package",
+            "twinscope-devhub",
+            "--bin",
+            "devhub",
+        ]))
+    });
+    if let Err(e) = built {
+        return format!("{{\"error\":{}}}", json_string(&e));
+    }
+    let mut sink = match std::process::Command::new(root.join("target/release/examples/mqtt_sink"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return format!("{{\"error\":{}}}", json_string(&format!("mqtt_sink: {e}"))),
+    };
+    let mut line = String::new();
+    if let Some(out) = sink.stdout.take() {
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+    }
+    let sink_url = line.trim().strip_prefix("SINK ").unwrap_or("").to_string();
+    let data = std::env::temp_dir().join(format!("twinscope-bench-{}", std::process::id()));
+    let db = data.join("devhub.db");
+    let devices: Vec<String> = ["bench-ours", "bench-mqttjs", "bench-raw"]
+        .iter()
+        .map(|d| format!("{d}:{key}"))
+        .collect();
+    let mut args: Vec<&str> = vec![
+        "--data",
+        db.to_str().unwrap_or("devhub.db"),
+        "--allow-origin",
+        "http://127.0.0.1:*",
+        "--keep-events-per-device",
+        "1000000",
+        "--keep-events",
+        "10000000",
+    ];
+    for d in &devices {
+        args.extend(["--device", d.as_str()]);
+    }
+    let hub = test::DevhubProcess::start_bin(&root.join("target/devhub/devhub"), &args);
+    let mut runs = Vec::new();
+    match &hub {
+        Ok(hub) => {
+            let devhub_ws = format!(
+                "{}/$iothub/websocket",
+                hub.url.replacen("http://", "ws://", 1)
+            );
+            for server in ["sink", "devhub"] {
+                let out = tools
+                    .cmd("cargo")
+                    .args([
+                        "test",
+                        "--release",
+                        "--package",
+                        "twinscope",
+                        "--target",
+                        "wasm32-unknown-unknown",
+                        "--features",
+                        "bench-browser",
+                        "--test",
+                        "throughput",
+                        "--",
+                        "--nocapture",
+                    ])
+                    .env("CHROMEDRIVER", &tools.chromedriver)
+                    .env("WASM_BINDGEN_TEST_TIMEOUT", "900")
+                    .env("TWINSCOPE_BENCH_DEVHUB_WS", &devhub_ws)
+                    .env("TWINSCOPE_BENCH_SINK_WS", &sink_url)
+                    .env("TWINSCOPE_BENCH_HOST", "localhost")
+                    .env("TWINSCOPE_BENCH_KEY", key)
+                    .env("TWINSCOPE_BENCH_SERVERS", server)
+                    .output();
+                let text = out
+                    .as_ref()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                    .unwrap_or_default();
+                for l in text
+                    .lines()
+                    .filter(|l| l.contains(" qos") && l.contains("ours"))
+                {
+                    println!("{l}");
+                }
+                match text
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("BENCH-JSON "))
+                {
+                    Some(j) => runs.push(j.to_string()),
+                    None => {
+                        let why = format!("the {server} run reported no result (see cargo test --release -p twinscope --features bench-browser --test throughput)");
+                        println!("{why}");
+                        runs.push(format!(
+                            "{{\"server\":\"{server}\",\"error\":{}}}",
+                            json_string(&why)
+                        ));
+                    }
+                }
+            }
+        }
+        Err(e) => runs.push(format!("{{\"error\":{}}}", json_string(e))),
+    }
+    drop(hub);
+    drop(sink.stdin.take());
+    let _ = sink.kill();
+    let _ = sink.wait();
+    let _ = std::fs::remove_dir_all(&data);
+    format!("[{}]", runs.join(","))
 }
 
 /// Sizes of dist/ (raw and gzip -9), MQTT.js's browser bundle beside them, and the ten

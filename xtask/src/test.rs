@@ -276,10 +276,10 @@ pub fn run() -> ExitCode {
 }
 
 /// devhub on an ephemeral loopback port, in memory, stopped on drop.
-struct DevhubProcess {
+pub(crate) struct DevhubProcess {
     child: std::process::Child,
-    url: String,
-    service: String,
+    pub(crate) url: String,
+    pub(crate) service: String,
 }
 
 impl DevhubProcess {
@@ -291,8 +291,18 @@ impl DevhubProcess {
 
     fn start_with(extra: &[&str]) -> Result<DevhubProcess, String> {
         let bin = crate::util::root().join("target/debug/devhub");
-        let mut child = Command::new(&bin)
-            .args(["serve", "--in-memory", "--listen", "127.0.0.1:0", "--quiet"])
+        let mut args = vec!["--in-memory"];
+        args.extend_from_slice(extra);
+        DevhubProcess::start_bin(&bin, &args)
+    }
+
+    /// `bin serve --listen 127.0.0.1:0 --quiet` with `extra` arguments.
+    pub(crate) fn start_bin(
+        bin: &std::path::Path,
+        extra: &[&str],
+    ) -> Result<DevhubProcess, String> {
+        let mut child = Command::new(bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--quiet"])
             .args(extra)
             .current_dir(crate::util::root())
             .stdout(Stdio::piped())

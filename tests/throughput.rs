@@ -1,0 +1,294 @@
+//! Browser telemetry throughput (`cargo xtask bench`, not part of the test suite: it
+//! needs the `bench-browser` feature and the servers xtask starts).
+//!
+//! In headless Chromium, three clients publish the same telemetry (256 B bodies, two
+//! application properties in the topic) to the same server, one after the other:
+//! - ours: the app's own client (`Device`, with its view updating as the panels see it);
+//! - MQTT.js 5 (`mqtt.min.js`, pinned in bench/package.json), in the same page;
+//! - a raw WebSocket sending bytes encoded beforehand: the ceiling for any client.
+//!
+//! At QoS 1 the time runs to the last PUBACK; at QoS 0 to the PUBACK of one QoS 1 message
+//! sent last (the server handles a connection's packets in order, so by then it has
+//! received all the others). Prints one `BENCH-JSON {...}` line per server.
+#![cfg(target_arch = "wasm32")]
+
+use gloo_timers::future::TimeoutFuture;
+use leptos::prelude::*;
+use leptos::wasm_bindgen::{JsCast, JsValue};
+use twinscope::client::{ConnStatus, Device};
+use twinscope_proto::iothub::{ConnectionString, PropertyBag};
+use twinscope_proto::mqtt::{Connect, Packet, PacketId, Publish, QoS, QosPid};
+use twinscope_proto::session::Telemetry;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const DEVHUB_WS: &str = env!("TWINSCOPE_BENCH_DEVHUB_WS");
+const SINK_WS: &str = env!("TWINSCOPE_BENCH_SINK_WS");
+const HOST: &str = env!("TWINSCOPE_BENCH_HOST");
+const KEY: &str = env!("TWINSCOPE_BENCH_KEY");
+const MQTTJS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/bench/node_modules/mqtt/dist/mqtt.min.js"
+));
+const BODY: usize = 256;
+
+fn count() -> usize {
+    option_env!("TWINSCOPE_BENCH_MESSAGES")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
+}
+
+fn now() -> f64 {
+    js_sys::Date::now()
+}
+
+fn props() -> PropertyBag {
+    let mut p = PropertyBag::default();
+    p.app.push(("site".into(), Some("building 43".into())));
+    p.app.push(("alert".into(), Some("on".into())));
+    p
+}
+
+fn cs(device: &str) -> ConnectionString {
+    ConnectionString::parse_device(&format!(
+        "HostName={HOST};DeviceId={device};SharedAccessKey={KEY}"
+    ))
+    .unwrap()
+}
+
+/// The telemetry topic with the property bag, as every client sends it.
+fn topic(device: &str) -> String {
+    format!("devices/{device}/messages/events/site=building%2043&alert=on")
+}
+
+/// Messages a second through the app's client.
+async fn ours(url: &str, device: &str, n: usize, qos1: bool) -> f64 {
+    let d = Device::new();
+    let text = format!("HostName={HOST};DeviceId={device};SharedAccessKey={KEY}");
+    d.connect(&text, Some(url), 3600).expect("connect");
+    let mut waited = 0;
+    while d.view().with_untracked(|v| v.status()) != ConnStatus::Connected {
+        assert!(waited < 10_000, "ours: not connected to {url}");
+        TimeoutFuture::new(10).await;
+        waited += 10;
+    }
+    let acked0 = d.view().with_untracked(|v| v.acked);
+    let t0 = now();
+    let qos = if qos1 {
+        QoS::AtLeastOnce
+    } else {
+        QoS::AtMostOnce
+    };
+    let mut sent = 0;
+    while sent <= n {
+        // The last one, at QoS 0, is the QoS 1 marker.
+        let q = if sent == n { QoS::AtLeastOnce } else { qos };
+        if sent == n && qos1 {
+            break;
+        }
+        match d.send_telemetry(Telemetry {
+            body: vec![b'x'; BODY],
+            props: props(),
+            qos: Some(q),
+        }) {
+            Ok(()) => {
+                sent += 1;
+                // Let the page breathe (and the socket drain) now and then.
+                if sent % 256 == 0 {
+                    TimeoutFuture::new(0).await;
+                }
+            }
+            Err(e) if e.contains("already waiting") => TimeoutFuture::new(0).await,
+            Err(e) => panic!("ours: {e}"),
+        }
+    }
+    let want = if qos1 { n as u64 } else { 1 };
+    while d.view().with_untracked(|v| v.acked) - acked0 < want {
+        TimeoutFuture::new(0).await;
+        assert!(now() - t0 < 300_000.0, "ours: acknowledgements stopped");
+    }
+    let secs = (now() - t0) / 1000.0;
+    d.disconnect();
+    n as f64 / secs
+}
+
+fn load_mqttjs() -> JsValue {
+    let global = js_sys::global();
+    let have = js_sys::Reflect::get(&global, &"mqtt".into()).unwrap();
+    if !have.is_undefined() {
+        return have;
+    }
+    let doc = web_sys::window().unwrap().document().unwrap();
+    let script = doc.create_element("script").unwrap();
+    script.set_text_content(Some(MQTTJS));
+    doc.head().unwrap().append_child(&script).unwrap();
+    js_sys::Reflect::get(&global, &"mqtt".into()).unwrap()
+}
+
+/// Messages a second through MQTT.js.
+async fn mqttjs(url: &str, device: &str, n: usize, qos1: bool) -> f64 {
+    let mqtt = load_mqttjs();
+    assert!(!mqtt.is_undefined(), "mqtt.min.js defines mqtt");
+    let c = cs(device);
+    let password = c.sas_token(now() as u64 / 1000 + 3600).unwrap();
+    let f = js_sys::Function::new_with_args(
+        "mqtt, url, clientId, username, password, topic, n, qos, size",
+        r#"return (async () => {
+            const c = mqtt.connect(url, { clientId, username, password, protocolVersion: 4,
+                clean: true, reconnectPeriod: 0, keepalive: 120 });
+            await new Promise((ok, fail) => { c.on('connect', ok); c.on('error', fail); });
+            const body = new Uint8Array(size).fill(120);
+            const t0 = performance.now();
+            await new Promise((ok) => {
+                let done = 0;
+                for (let i = 0; i < n; i++) {
+                    if (qos) c.publish(topic, body, { qos: 1 }, () => { if (++done === n) ok(); });
+                    else c.publish(topic, body, { qos: 0 });
+                }
+                if (!qos) c.publish(topic, body, { qos: 1 }, () => ok());
+            });
+            const ms = performance.now() - t0;
+            c.end(true);
+            return ms;
+        })()"#,
+    );
+    let args = js_sys::Array::new();
+    for v in [
+        mqtt,
+        url.into(),
+        device.into(),
+        format!("{HOST}/{device}/?api-version=2021-04-12").into(),
+        password.into(),
+        topic(device).into(),
+        JsValue::from(n as u32),
+        JsValue::from(qos1),
+        JsValue::from(BODY as u32),
+    ] {
+        args.push(&v);
+    }
+    let p: js_sys::Promise = f.apply(&JsValue::NULL, &args).unwrap().dyn_into().unwrap();
+    let ms = JsFuture::from(p)
+        .await
+        .expect("MQTT.js run")
+        .as_f64()
+        .unwrap();
+    n as f64 / (ms / 1000.0)
+}
+
+/// Messages a second from a raw WebSocket sending pre-encoded packets: the ceiling.
+async fn raw(url: &str, device: &str, n: usize, qos1: bool) -> f64 {
+    let c = cs(device);
+    let connect = Packet::Connect(Connect {
+        client_id: device.into(),
+        keep_alive: 120,
+        clean_session: true,
+        last_will: None,
+        username: Some(format!("{HOST}/{device}/?api-version=2021-04-12")),
+        password: Some(
+            c.sas_token(now() as u64 / 1000 + 3600)
+                .unwrap()
+                .into_bytes(),
+        ),
+    })
+    .to_bytes()
+    .unwrap();
+    let frames = js_sys::Array::new();
+    for i in 0..=n {
+        if i == n && qos1 {
+            break;
+        }
+        let pid = PacketId::new((i % 65_535 + 1) as u16).unwrap();
+        let qospid = if qos1 || i == n {
+            QosPid::AtLeastOnce(pid)
+        } else {
+            QosPid::AtMostOnce
+        };
+        let b = Packet::Publish(Publish {
+            dup: false,
+            qospid,
+            retain: false,
+            topic: topic(device),
+            payload: vec![b'x'; BODY],
+        })
+        .to_bytes()
+        .unwrap();
+        frames.push(&js_sys::Uint8Array::from(&b[..]));
+    }
+    let acks = if qos1 { n } else { 1 };
+    let f = js_sys::Function::new_with_args(
+        "url, connect, frames, acks",
+        r#"return (async () => {
+            const ws = new WebSocket(url, 'mqtt');
+            ws.binaryType = 'arraybuffer';
+            await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
+            let bytes = 0, connacked, done;
+            const connack = new Promise((ok) => connacked = ok);
+            const all = new Promise((ok) => done = ok);
+            // After the 4-byte CONNACK, only 4-byte PUBACKs come back.
+            ws.onmessage = (e) => {
+                bytes += e.data.byteLength;
+                if (bytes >= 4) connacked();
+                if (bytes >= 4 + 4 * acks) done();
+            };
+            ws.send(connect);
+            await connack;
+            const t0 = performance.now();
+            for (const f of frames) ws.send(f);
+            await all;
+            const ms = performance.now() - t0;
+            ws.close();
+            return ms;
+        })()"#,
+    );
+    let args = js_sys::Array::new();
+    for v in [
+        JsValue::from(url),
+        js_sys::Uint8Array::from(&connect[..]).into(),
+        frames.into(),
+        JsValue::from(acks as u32),
+    ] {
+        args.push(&v);
+    }
+    let p: js_sys::Promise = f.apply(&JsValue::NULL, &args).unwrap().dyn_into().unwrap();
+    let ms = JsFuture::from(p).await.expect("raw run").as_f64().unwrap();
+    n as f64 / (ms / 1000.0)
+}
+
+#[wasm_bindgen_test]
+async fn telemetry_throughput_ours_mqttjs_and_the_ceiling() {
+    // Mounting starts Leptos's task executor, which the client uses.
+    leptos::mount::mount_to_body(|| ());
+    let n = count();
+    let only = option_env!("TWINSCOPE_BENCH_SERVERS").unwrap_or("sink,devhub");
+    for (server, url) in [("sink", SINK_WS), ("devhub", DEVHUB_WS)] {
+        if !only.split(',').any(|s| s == server) {
+            continue;
+        }
+        let mut fields = vec![
+            format!("\"server\":\"{server}\""),
+            format!("\"messages\":{n}"),
+        ];
+        for qos1 in [false, true] {
+            let q = if qos1 { "qos1" } else { "qos0" };
+            let o = ours(url, "bench-ours", n, qos1).await;
+            let m = mqttjs(url, "bench-mqttjs", n, qos1).await;
+            let r = raw(url, "bench-raw", n, qos1).await;
+            web_sys::console::log_1(
+                &format!(
+                    "{server} {q}: ours {o:.0}/s, MQTT.js {m:.0}/s, raw WebSocket {r:.0}/s; ours/MQTT.js {:.2}, ours/ceiling {:.2}",
+                    o / m,
+                    o / r
+                )
+                .into(),
+            );
+            fields.push(format!(
+                "\"{q}\":{{\"ours\":{o:.0},\"mqttjs\":{m:.0},\"raw\":{r:.0},\"ours_over_mqttjs\":{:.3},\"ours_over_ceiling\":{:.3}}}",
+                o / m,
+                o / r
+            ));
+        }
+        web_sys::console::log_1(&format!("BENCH-JSON {{{}}}", fields.join(",")).into());
+    }
+}
