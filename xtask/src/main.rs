@@ -226,7 +226,8 @@ fn bench_browser(tools: &setup::Tools) -> String {
                         "--nocapture",
                     ])
                     .env("CHROMEDRIVER", &tools.chromedriver)
-                    .env("WASM_BINDGEN_TEST_TIMEOUT", "900")
+                    // A run that stalls (the devhub run does, for now) gives up after 5 minutes.
+                    .env("WASM_BINDGEN_TEST_TIMEOUT", "300")
                     .env("TWINSCOPE_BENCH_DEVHUB_WS", &devhub_ws)
                     .env("TWINSCOPE_BENCH_SINK_WS", &sink_url)
                     .env("TWINSCOPE_BENCH_HOST", "localhost")
