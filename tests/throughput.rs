@@ -27,6 +27,9 @@ wasm_bindgen_test_configure!(run_in_browser);
 const DEVHUB_WS: &str = env!("TWINSCOPE_BENCH_DEVHUB_WS");
 const SINK_WS: &str = env!("TWINSCOPE_BENCH_SINK_WS");
 const HOST: &str = env!("TWINSCOPE_BENCH_HOST");
+/// devhub's REST base and service connection string, to count what it stored.
+const DEVHUB_REST: Option<&str> = option_env!("TWINSCOPE_BENCH_DEVHUB_REST");
+const SERVICE: Option<&str> = option_env!("TWINSCOPE_BENCH_SERVICE");
 const KEY: &str = env!("TWINSCOPE_BENCH_KEY");
 const MQTTJS: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -139,16 +142,19 @@ async fn mqttjs(url: &str, device: &str, n: usize, qos1: bool) -> f64 {
             const c = mqtt.connect(url, { clientId, username, password, protocolVersion: 4,
                 clean: true, reconnectPeriod: 0, keepalive: 120 });
             await new Promise((ok, fail) => { c.on('connect', ok); c.on('error', fail); });
+            let closed;
+            const lost = new Promise((_, fail) => closed = fail);
+            c.on('close', () => closed(new Error('MQTT.js: the server closed the connection')));
             const body = new Uint8Array(size).fill(120);
             const t0 = performance.now();
-            await new Promise((ok) => {
+            await Promise.race([lost, new Promise((ok) => {
                 let done = 0;
                 for (let i = 0; i < n; i++) {
                     if (qos) c.publish(topic, body, { qos: 1 }, () => { if (++done === n) ok(); });
                     else c.publish(topic, body, { qos: 0 });
                 }
                 if (!qos) c.publish(topic, body, { qos: 1 }, () => ok());
-            });
+            })]);
             const ms = performance.now() - t0;
             c.end(true);
             return ms;
@@ -256,6 +262,39 @@ async fn raw(url: &str, device: &str, n: usize, qos1: bool) -> f64 {
     n as f64 / (ms / 1000.0)
 }
 
+/// Telemetry devhub stored for `device` (its events API, a page at a time).
+async fn stored(device: &str) -> Option<usize> {
+    let (base, service) = (DEVHUB_REST?, SERVICE?);
+    let service = ConnectionString::parse(service).ok()?;
+    let token = twinscope_proto::iothub::sas::build_token(
+        &service.host_name,
+        service.shared_access_key.as_ref()?,
+        now() as u64 / 1000 + 600,
+        Some("iothubowner"),
+    );
+    let (mut after, mut count) = (0i64, 0usize);
+    loop {
+        let init = web_sys::RequestInit::new();
+        let h = web_sys::Headers::new().ok()?;
+        h.set("Authorization", &token).ok()?;
+        init.set_headers(&h);
+        let url = format!("{base}/devhub/events?device={device}&after={after}&limit=1000");
+        let req = web_sys::Request::new_with_str_and_init(&url, &init).ok()?;
+        let resp: web_sys::Response = JsFuture::from(web_sys::window()?.fetch_with_request(&req))
+            .await
+            .ok()?
+            .dyn_into()
+            .ok()?;
+        let text = JsFuture::from(resp.text().ok()?).await.ok()?.as_string()?;
+        let page: Vec<serde_json::Value> = serde_json::from_str(&text).ok()?;
+        if page.is_empty() {
+            return Some(count);
+        }
+        count += page.len();
+        after = page.last()?["seq"].as_i64()?;
+    }
+}
+
 #[wasm_bindgen_test]
 async fn telemetry_throughput_ours_mqttjs_and_the_ceiling() {
     // Mounting starts Leptos's task executor, which the client uses.
@@ -288,6 +327,19 @@ async fn telemetry_throughput_ours_mqttjs_and_the_ceiling() {
                 o / m,
                 o / r
             ));
+        }
+        if server == "devhub" {
+            // Each client sent n messages at QoS 0 plus the marker, then n at QoS 1.
+            for device in ["bench-ours", "bench-mqttjs", "bench-raw"] {
+                if let Some(got) = stored(device).await {
+                    let sent = 2 * n + 1;
+                    web_sys::console::log_1(
+                        &format!("devhub stored {got} of the {sent} messages {device} sent").into(),
+                    );
+                    assert_eq!(got, sent, "devhub stored every message {device} sent");
+                    fields.push(format!("\"stored_{}\":{got}", &device[6..]));
+                }
+            }
         }
         web_sys::console::log_1(&format!("BENCH-JSON {{{}}}", fields.join(",")).into());
     }

@@ -196,6 +196,9 @@ fn bench_browser(tools: &setup::Tools) -> String {
         "1000000",
         "--keep-events",
         "10000000",
+        // MQTT.js packs a burst of publishes into WebSocket messages of several MB.
+        "--max-ws-message",
+        "67108864",
     ];
     for d in &devices {
         args.extend(["--device", d.as_str()]);
@@ -233,6 +236,8 @@ fn bench_browser(tools: &setup::Tools) -> String {
                     .env("TWINSCOPE_BENCH_HOST", "localhost")
                     .env("TWINSCOPE_BENCH_KEY", key)
                     .env("TWINSCOPE_BENCH_SERVERS", server)
+                    .env("TWINSCOPE_BENCH_DEVHUB_REST", &hub.url)
+                    .env("TWINSCOPE_BENCH_SERVICE", &hub.service)
                     .output();
                 let text = out
                     .as_ref()

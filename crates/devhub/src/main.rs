@@ -114,6 +114,11 @@ struct ServeArgs {
     /// Device connections at once (WebSocket and MQTT/TLS); more are refused and logged.
     #[arg(long, default_value_t = 1000)]
     max_connections: usize,
+    /// The largest WebSocket message accepted, in bytes; a bigger one closes the
+    /// connection. Clients that pack many packets into one message (MQTT.js publishing in
+    /// a burst does) may need more than the default.
+    #[arg(long, default_value_t = Limits::default().max_ws_message)]
+    max_ws_message: usize,
 }
 
 fn default_data() -> PathBuf {
@@ -318,6 +323,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let limits = Limits {
         max_connections: args.max_connections,
+        max_ws_message: args.max_ws_message.max(1024),
         ..Limits::default()
     };
     let shared = Shared::with_limits(hub, !args.quiet, limits);
