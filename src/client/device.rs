@@ -382,8 +382,18 @@ impl Device {
                     s.send(b);
                 }
             }
-            for e in events {
-                self.event(rc, e);
+            for e in &events {
+                self.act_on(rc, e);
+            }
+            // One view update per pump round, not one per event: under a telemetry burst
+            // every update re-runs what the panels derive from the view.
+            if !events.is_empty() {
+                let now = now_ms();
+                self.view.update(|v| {
+                    for e in &events {
+                        v.apply(e, now);
+                    }
+                });
             }
         }
         self.arm_timer(rc);
@@ -405,9 +415,9 @@ impl Device {
         rc.borrow_mut().timer = timer;
     }
 
-    /// Carries out what an event asks of the browser, then folds it into the view.
-    fn event(&self, rc: &Rc<RefCell<Inner>>, e: Event) {
-        match &e {
+    /// Carries out what an event asks of the browser (the view takes it in afterwards).
+    fn act_on(&self, rc: &Rc<RefCell<Inner>>, e: &Event) {
+        match e {
             Event::OpenTransport => self.open_socket(rc),
             Event::CloseTransport => {
                 // Retiring the socket closes it without calling back: tell the session now.
@@ -422,7 +432,6 @@ impl Device {
             Event::TokenNeeded => self.renew_token(rc),
             _ => {}
         }
-        self.view.update(|v| v.apply(&e, now_ms()));
     }
 
     fn renew_token(&self, rc: &Rc<RefCell<Inner>>) {
