@@ -13,7 +13,7 @@ use serde_json::Value;
 use twinscope_proto::iothub::ConnectionString;
 use twinscope_proto::session::{DeviceSession, Event, SessionConfig, State, Telemetry, Will};
 
-use super::transport::{attach, retire, Socket, SocketOwner};
+use super::transport::{arm_timer, attach, retire, Socket, SocketOwner};
 use super::view::DeviceView;
 use super::ConnStatus;
 
@@ -400,19 +400,8 @@ impl Device {
     }
 
     fn arm_timer(&self, rc: &Rc<RefCell<Inner>>) {
-        let at = rc.borrow().session.poll_timeout();
-        let weak = Rc::downgrade(rc);
         let me = *self;
-        let timer = at.map(|at| {
-            let delay = at.saturating_sub(now_ms()).min(i32::MAX as u64) as u32;
-            Timeout::new(delay, move || {
-                if let Some(rc) = weak.upgrade() {
-                    rc.borrow_mut().session.handle_timeout(now_ms());
-                    me.pump(&rc);
-                }
-            })
-        });
-        rc.borrow_mut().timer = timer;
+        arm_timer(rc, now_ms, move |rc| me.pump(rc));
     }
 
     /// Carries out what an event asks of the browser (the view takes it in afterwards).
@@ -492,5 +481,14 @@ impl SocketOwner for Inner {
     }
     fn closed(&mut self, now: u64) {
         self.session.handle_closed(now);
+    }
+    fn next_timeout(&self) -> Option<u64> {
+        self.session.poll_timeout()
+    }
+    fn timeout(&mut self, now: u64) {
+        self.session.handle_timeout(now);
+    }
+    fn timer(&mut self) -> &mut Option<Timeout> {
+        &mut self.timer
     }
 }

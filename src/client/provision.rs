@@ -11,7 +11,7 @@ use twinscope_proto::provisioning::{
 };
 
 use super::now_ms;
-use super::transport::{attach, retire, Socket, SocketOwner};
+use super::transport::{arm_timer, attach, retire, Socket, SocketOwner};
 
 /// What the Provision panel shows.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -153,19 +153,8 @@ impl Provisioner {
                 }
             }
         }
-        let at = rc.borrow().session.poll_timeout();
-        let weak = Rc::downgrade(rc);
         let me = *self;
-        let timer = at.map(|at| {
-            let delay = at.saturating_sub(now_ms()).min(i32::MAX as u64) as u32;
-            Timeout::new(delay, move || {
-                if let Some(rc) = weak.upgrade() {
-                    rc.borrow_mut().session.handle_timeout(now_ms());
-                    me.pump(&rc);
-                }
-            })
-        });
-        rc.borrow_mut().timer = timer;
+        arm_timer(rc, now_ms, move |rc| me.pump(rc));
     }
 
     fn open(&self, rc: &Rc<RefCell<Inner>>) {
@@ -198,5 +187,14 @@ impl SocketOwner for Inner {
     }
     fn closed(&mut self, now: u64) {
         self.session.handle_closed(now);
+    }
+    fn next_timeout(&self) -> Option<u64> {
+        self.session.poll_timeout()
+    }
+    fn timeout(&mut self, now: u64) {
+        self.session.handle_timeout(now);
+    }
+    fn timer(&mut self) -> &mut Option<Timeout> {
+        &mut self.timer
     }
 }

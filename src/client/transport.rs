@@ -76,6 +76,33 @@ pub trait SocketOwner: 'static {
     fn bytes(&mut self, now: u64, bytes: &[u8]);
     /// The socket ended (whoever closed it).
     fn closed(&mut self, now: u64);
+    /// When the session next wants [`SocketOwner::timeout`] (ms since 1970), if ever.
+    fn next_timeout(&self) -> Option<u64>;
+    /// That time came.
+    fn timeout(&mut self, now: u64);
+    /// The armed timer's slot (replacing it cancels the old one).
+    fn timer(&mut self) -> &mut Option<gloo_timers::callback::Timeout>;
+}
+
+/// Arms the session's next timeout: when it fires, the session hears of it and `pump`
+/// carries out what it asks. Replaces (cancels) the timer armed before.
+pub fn arm_timer<T: SocketOwner>(
+    rc: &Rc<RefCell<T>>,
+    now: fn() -> u64,
+    pump: impl Fn(&Rc<RefCell<T>>) + 'static,
+) {
+    let at = rc.borrow().next_timeout();
+    let weak = Rc::downgrade(rc);
+    let timer = at.map(|at| {
+        let delay = at.saturating_sub(now()).min(i32::MAX as u64) as u32;
+        gloo_timers::callback::Timeout::new(delay, move || {
+            if let Some(rc) = weak.upgrade() {
+                rc.borrow_mut().timeout(now());
+                pump(&rc);
+            }
+        })
+    });
+    *rc.borrow_mut().timer() = timer;
 }
 
 /// Opens `url` for the session in `rc`, replacing (and retiring) its socket. Each callback
