@@ -24,6 +24,8 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
+mod common;
+
 const DEVHUB_WS: &str = env!("TWINSCOPE_BENCH_DEVHUB_WS");
 const SINK_WS: &str = env!("TWINSCOPE_BENCH_SINK_WS");
 const HOST: &str = env!("TWINSCOPE_BENCH_HOST");
@@ -264,34 +266,17 @@ async fn raw(url: &str, device: &str, n: usize, qos1: bool) -> f64 {
 
 /// Telemetry devhub stored for `device` (its events API, a page at a time).
 async fn stored(device: &str) -> Option<usize> {
-    let (base, service) = (DEVHUB_REST?, SERVICE?);
-    let service = ConnectionString::parse(service).ok()?;
-    let token = twinscope_proto::iothub::sas::build_token(
-        &service.host_name,
-        service.shared_access_key.as_ref()?,
-        now() as u64 / 1000 + 600,
-        Some("iothubowner"),
-    );
+    let (base, service) = (DEVHUB_REST?, ConnectionString::parse(SERVICE?).ok()?);
     let (mut after, mut count) = (0i64, 0usize);
     loop {
-        let init = web_sys::RequestInit::new();
-        let h = web_sys::Headers::new().ok()?;
-        h.set("Authorization", &token).ok()?;
-        init.set_headers(&h);
-        let url = format!("{base}/devhub/events?device={device}&after={after}&limit=1000");
-        let req = web_sys::Request::new_with_str_and_init(&url, &init).ok()?;
-        let resp: web_sys::Response = JsFuture::from(web_sys::window()?.fetch_with_request(&req))
-            .await
-            .ok()?
-            .dyn_into()
-            .ok()?;
-        let text = JsFuture::from(resp.text().ok()?).await.ok()?.as_string()?;
-        let page: Vec<serde_json::Value> = serde_json::from_str(&text).ok()?;
-        if page.is_empty() {
+        let path = format!("/devhub/events?device={device}&after={after}&limit=1000");
+        let (_, page) = common::call(base, &service, "GET", &path, None).await;
+        let page = page.as_array()?;
+        let Some(last) = page.last() else {
             return Some(count);
-        }
+        };
         count += page.len();
-        after = page.last()?["seq"].as_i64()?;
+        after = last["seq"].as_i64()?;
     }
 }
 
