@@ -95,6 +95,7 @@ fn serve(args: &[String]) -> Result<(), String> {
 /// `cargo xtask bench`: every benchmark, printing numbers (no pass/fail), and their
 /// results together in target/bench.json.
 fn bench() -> Result<(), String> {
+    let _scratch = util::Scratch::new("bench")?;
     let tools = setup::run()?;
     let out = util::root().join("target/bench");
     std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitCode, Stdio};
 
 use crate::setup::{self, Tools};
-use crate::util::{describe, step};
+use crate::util::{describe, step, Scratch};
 
 #[derive(Default)]
 struct Tally {
@@ -116,6 +116,14 @@ fn parse_cargo_line(line: &str) -> Option<(u64, u64)> {
 }
 
 pub fn run() -> ExitCode {
+    let scratch = match Scratch::new("test") {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            println!("0 passed, 1 failed");
+            return ExitCode::FAILURE;
+        }
+    };
     let tools: Tools = match setup::run() {
         Ok(t) => t,
         Err(e) => {
@@ -163,6 +171,7 @@ pub fn run() -> ExitCode {
             .env("MOSQUITTO", &tools.mosquitto)
             .env("TWINSCOPE_REQUIRE_MOSQUITTO", "1"),
     );
+    scratch.sweep();
     t.check(
         "build devhub for the interop tests",
         tools
@@ -195,6 +204,7 @@ pub fn run() -> ExitCode {
             .arg("crates/devhub/tests/interop/node/test.js")
             .env("DEVHUB_BIN", crate::util::root().join("target/debug/devhub")),
     );
+    scratch.sweep();
     step("start devhub for the browser tests");
     let hub = match DevhubProcess::start() {
         Ok(h) => Some(h),
@@ -225,6 +235,7 @@ pub fn run() -> ExitCode {
         );
     }
     drop(hub);
+    scratch.sweep();
 
     step("end to end: build the release app (trunk build --release), serve it from devhub");
     let app_built = tools
@@ -262,6 +273,7 @@ pub fn run() -> ExitCode {
         }
     }
     drop(e2e);
+    scratch.sweep();
 
     println!();
     if !t.failures.is_empty() {

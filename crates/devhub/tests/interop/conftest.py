@@ -3,6 +3,7 @@ official SDKs hard-code those ports, and stops it after the tests."""
 
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -73,3 +74,5 @@ def devhub():
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait()
+    shutil.rmtree(tls_dir, ignore_errors=True)

@@ -19,7 +19,7 @@ async function startDevhub() {
   const child = spawn(bin, ['serve', '--in-memory', '--hub-name', 'localhost', '--listen', '127.0.0.1:0',
     '--tls-listen', '127.0.0.1:443', '--mqtt-tls-listen', '127.0.0.1:8883', '--tls-dir', tlsDir,
     '--device', 'node-ws', '--device', 'node-mqtt', '--quiet'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const hub = { child, caPath: path.join(tlsDir, 'ca.pem'), devices: {} };
+  const hub = { child, tlsDir, caPath: path.join(tlsDir, 'ca.pem'), devices: {} };
   const lines = readline.createInterface({ input: child.stdout });
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('devhub did not start')), 30000);
@@ -155,6 +155,7 @@ async function parent() {
     if (r.status === 0) { passed += 1; console.log(`ok - ${title}`); } else { failed += 1; console.log(`not ok - ${title}\n${r.stdout}${r.stderr}`); }
   }
   hub.child.kill();
+  fs.rmSync(hub.tlsDir, { recursive: true, force: true });
   console.log(`${passed} passed, ${failed} failed`);
   process.exit(failed === 0 ? 0 : 1);
 }
