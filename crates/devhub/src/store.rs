@@ -85,6 +85,29 @@ pub struct EventRecord {
     pub enqueued_time: String,
 }
 
+impl EventRecord {
+    /// A stored message as the REST API shows it.
+    pub fn new(
+        seq: i64,
+        device: &str,
+        module: Option<&str>,
+        properties: Value,
+        body: Vec<u8>,
+        enqueued_time: String,
+    ) -> EventRecord {
+        use base64::Engine;
+        EventRecord {
+            seq,
+            device_id: device.to_string(),
+            module_id: module.map(str::to_string),
+            properties,
+            body_base64: base64::engine::general_purpose::STANDARD.encode(&body),
+            body: String::from_utf8(body).ok(),
+            enqueued_time,
+        }
+    }
+}
+
 /// The SQLite store.
 pub struct Store {
     db: Connection,
@@ -189,9 +212,8 @@ impl Store {
     /// A setting.
     pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.db
-            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-                r.get(0)
-            })
+            .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
             .optional()
     }
 
@@ -224,10 +246,8 @@ impl Store {
         device: &str,
         module: Option<&str>,
     ) -> Result<Option<IdentityRecord>, StoreError> {
-        self.db
-            .query_row(
-                "SELECT device_id, module_id, primary_key, secondary_key, status, generation_id, etag, created_ms
-                 FROM identities WHERE device_id = ?1 AND module_id = ?2",
+        self.db.prepare_cached("SELECT device_id, module_id, primary_key, secondary_key, status, generation_id, etag, created_ms
+                 FROM identities WHERE device_id = ?1 AND module_id = ?2")?.query_row(
                 params![device, module.unwrap_or("")],
                 Store::identity_from_row,
             )
@@ -252,7 +272,7 @@ impl Store {
         clause: &str,
         p: &[&dyn rusqlite::ToSql],
     ) -> Result<Vec<IdentityRecord>, StoreError> {
-        let mut st = self.db.prepare(&format!(
+        let mut st = self.db.prepare_cached(&format!(
             "SELECT device_id, module_id, primary_key, secondary_key, status, generation_id, etag, created_ms
              FROM identities {clause}"
         ))?;
@@ -350,10 +370,7 @@ impl Store {
         device: &str,
         module: Option<&str>,
     ) -> Result<Option<TwinRecord>, StoreError> {
-        let row: Option<(String, String, String, i64)> = self
-            .db
-            .query_row(
-                "SELECT tags, desired, reported, version FROM twins WHERE device_id = ?1 AND module_id = ?2",
+        let row: Option<(String, String, String, i64)> = self.db.prepare_cached("SELECT tags, desired, reported, version FROM twins WHERE device_id = ?1 AND module_id = ?2")?.query_row(
                 params![device, module.unwrap_or("")],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
@@ -412,7 +429,7 @@ impl Store {
             "DELETE FROM c2d WHERE device_id = ?1 AND expiry_ms <= ?2",
             params![device, now_ms as i64],
         )?;
-        let mut st = self.db.prepare(
+        let mut st = self.db.prepare_cached(
             "SELECT seq, device_id, props, body, expiry_ms, lock_until_ms, delivery_count FROM c2d
              WHERE device_id = ?1 ORDER BY seq",
         )?;
@@ -458,11 +475,8 @@ impl Store {
     pub fn session(&self, client_id: &str) -> Result<Option<Vec<(String, u8)>>, StoreError> {
         let text: Option<String> = self
             .db
-            .query_row(
-                "SELECT subscriptions FROM sessions WHERE client_id = ?1",
-                [client_id],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT subscriptions FROM sessions WHERE client_id = ?1")?
+            .query_row([client_id], |r| r.get(0))
             .optional()?;
         Ok(text.map(|t| serde_json::from_str(&t).unwrap_or_default()))
     }
@@ -543,23 +557,20 @@ impl Store {
         after: i64,
         limit: u32,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        let mut st = self.db.prepare(
+        let mut st = self.db.prepare_cached(
             "SELECT seq, device_id, module_id, properties, body, enqueued_time FROM events
              WHERE seq > ?1 AND (?2 IS NULL OR device_id = ?2) ORDER BY seq LIMIT ?3",
         )?;
         let rows = st.query_map(params![after, device, limit], |r| {
-            use base64::Engine;
-            let body: Vec<u8> = r.get(4)?;
             let props: String = r.get(3)?;
-            Ok(EventRecord {
-                seq: r.get(0)?,
-                device_id: r.get(1)?,
-                module_id: r.get(2)?,
-                properties: serde_json::from_str(&props).unwrap_or(Value::Null),
-                body_base64: base64::engine::general_purpose::STANDARD.encode(&body),
-                body: String::from_utf8(body).ok(),
-                enqueued_time: r.get(5)?,
-            })
+            Ok(EventRecord::new(
+                r.get(0)?,
+                &r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?.as_deref(),
+                serde_json::from_str(&props).unwrap_or(Value::Null),
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })?;
         rows.collect()
     }

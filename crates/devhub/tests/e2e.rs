@@ -291,6 +291,23 @@ async fn event_stream_delay_and_random_drop_faults() {
         .expect("a data line");
     let ev: Value = serde_json::from_str(data.trim()).unwrap();
     assert_eq!(ev["properties"]["application"]["k"], "v");
+    // The streamed record is the stored one, field for field.
+    let stored: Value = http
+        .get(hub.url("/devhub/events?device=d1"))
+        .header("Authorization", hub.auth())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stored = stored
+        .as_array()
+        .or_else(|| stored["events"].as_array())
+        .and_then(|a| a.last())
+        .cloned()
+        .expect("the stored message");
+    assert_eq!(ev, stored);
 
     // Delay: answers wait at least the given time.
     let r = http

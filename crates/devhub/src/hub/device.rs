@@ -395,12 +395,15 @@ impl Hub {
         let seq = self
             .store
             .add_event(id.device.as_str(), module, &properties, body, &enqueued)?;
-        Ok(self
-            .store
-            .events(Some(id.device.as_str()), seq - 1, 1)?
-            .into_iter()
-            .next()
-            .expect("just stored"))
+        // The record as `Store::events` would read it back, without the query.
+        Ok(EventRecord::new(
+            seq,
+            id.device.as_str(),
+            module,
+            properties,
+            body.to_vec(),
+            enqueued,
+        ))
     }
 
     pub(super) fn reply(&mut self, conn: ConnId, topic: Topic, body: Vec<u8>) -> Action {
