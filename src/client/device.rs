@@ -7,13 +7,13 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use gloo_timers::callback::{Interval, Timeout};
+use gloo_timers::callback::Interval;
 use leptos::prelude::*;
 use serde_json::Value;
 use twinscope_proto::iothub::ConnectionString;
 use twinscope_proto::session::{DeviceSession, Event, SessionConfig, State, Telemetry, Will};
 
-use super::transport::{arm_timer, attach, retire, Socket, SocketOwner};
+use super::transport::{arm_timer, attach, retire, ArmedTimer, Socket, SocketOwner};
 use super::view::DeviceView;
 use super::ConnStatus;
 
@@ -42,7 +42,7 @@ struct Inner {
     ttl_s: u64,
     socket: Option<Socket>,
     generation: u64,
-    timer: Option<Timeout>,
+    timer: ArmedTimer,
     _clock: Option<Interval>,
 }
 
@@ -488,7 +488,7 @@ impl SocketOwner for Inner {
     fn timeout(&mut self, now: u64) {
         self.session.handle_timeout(now);
     }
-    fn timer(&mut self) -> &mut Option<Timeout> {
+    fn timer(&mut self) -> &mut ArmedTimer {
         &mut self.timer
     }
 }

@@ -4,14 +4,13 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use gloo_timers::callback::Timeout;
 use leptos::prelude::*;
 use twinscope_proto::provisioning::{
     ProvisioningConfig, ProvisioningEvent, ProvisioningSession, RegistrationState,
 };
 
 use super::now_ms;
-use super::transport::{arm_timer, attach, retire, Socket, SocketOwner};
+use super::transport::{arm_timer, attach, retire, ArmedTimer, Socket, SocketOwner};
 
 /// What the Provision panel shows.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -28,7 +27,7 @@ struct Inner {
     session: ProvisioningSession,
     url: String,
     socket: Option<Socket>,
-    timer: Option<Timeout>,
+    timer: ArmedTimer,
     generation: u64,
 }
 
@@ -194,7 +193,7 @@ impl SocketOwner for Inner {
     fn timeout(&mut self, now: u64) {
         self.session.handle_timeout(now);
     }
-    fn timer(&mut self) -> &mut Option<Timeout> {
+    fn timer(&mut self) -> &mut ArmedTimer {
         &mut self.timer
     }
 }

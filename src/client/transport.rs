@@ -12,13 +12,37 @@ use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 /// An open (or opening) socket and its callbacks.
 pub struct Socket {
     ws: WebSocket,
+    out: Rc<RefCell<Outgoing>>,
     _on_open: Closure<dyn FnMut()>,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_close: Closure<dyn FnMut(CloseEvent)>,
 }
 
+/// Bytes written in the current task, not yet handed to the WebSocket.
+#[derive(Default)]
+struct Outgoing {
+    buf: Vec<u8>,
+    /// A flush is queued as a microtask.
+    scheduled: bool,
+}
+
+/// The most bytes gathered into one WebSocket message (a single larger packet goes alone).
+const MAX_MESSAGE: usize = 64 * 1024;
+
+impl Outgoing {
+    fn flush(&mut self, ws: &WebSocket) {
+        self.scheduled = false;
+        if !self.buf.is_empty() {
+            let _ = ws.send_with_u8_array(&self.buf);
+            self.buf.clear();
+        }
+    }
+}
+
 impl Drop for Socket {
     fn drop(&mut self) {
+        // What was written last (a DISCONNECT) still goes out, before the close.
+        self.out.borrow_mut().flush(&self.ws);
         self.ws.set_onopen(None);
         self.ws.set_onmessage(None);
         self.ws.set_onclose(None);
@@ -51,15 +75,33 @@ impl Socket {
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
         Ok(Socket {
             ws,
+            out: Rc::default(),
             _on_open: on_open,
             _on_message: on_message,
             _on_close: on_close,
         })
     }
 
-    /// Writes one buffer (ignored if the socket is not open).
+    /// Writes one packet (ignored if the socket is not open). Packets written in the same
+    /// task go out together, as one WebSocket message of up to 64 KiB, when the task ends
+    /// (a microtask): MQTT over WebSocket lets a message carry several packets (MQTT 3.1.1
+    /// §6), and each `WebSocket.send` costs the page about as much as a whole message's
+    /// worth of our own work.
     pub fn send(&self, bytes: &[u8]) {
-        let _ = self.ws.send_with_u8_array(bytes);
+        let mut out = self.out.borrow_mut();
+        if !out.buf.is_empty() && out.buf.len() + bytes.len() > MAX_MESSAGE {
+            out.flush(&self.ws);
+        }
+        out.buf.extend_from_slice(bytes);
+        if !out.scheduled {
+            out.scheduled = true;
+            let (ws, weak) = (self.ws.clone(), Rc::downgrade(&self.out));
+            leptos::task::spawn_local(async move {
+                if let Some(out) = weak.upgrade() {
+                    out.borrow_mut().flush(&ws);
+                }
+            });
+        }
     }
 }
 
@@ -81,26 +123,47 @@ pub trait SocketOwner: 'static {
     /// That time came.
     fn timeout(&mut self, now: u64);
     /// The armed timer's slot (replacing it cancels the old one).
-    fn timer(&mut self) -> &mut Option<gloo_timers::callback::Timeout>;
+    fn timer(&mut self) -> &mut ArmedTimer;
 }
 
+/// The armed timer, with the time (ms) it fires at.
+pub type ArmedTimer = Option<(u64, gloo_timers::callback::Timeout)>;
+
 /// Arms the session's next timeout: when it fires, the session hears of it and `pump`
-/// carries out what it asks. Replaces (cancels) the timer armed before.
+/// carries out what it asks. A timer already armed to fire no later than needed is kept:
+/// firing early is harmless (the session finds nothing due and `pump` arms the next one),
+/// while re-arming after every packet (each send moves the keep-alive deadline) cost a
+/// JS closure, a `setTimeout` and a `clearTimeout` per message under a telemetry burst.
 pub fn arm_timer<T: SocketOwner>(
     rc: &Rc<RefCell<T>>,
     now: fn() -> u64,
     pump: impl Fn(&Rc<RefCell<T>>) + 'static,
 ) {
     let at = rc.borrow().next_timeout();
+    let mut i = rc.borrow_mut();
+    let armed = i.timer();
+    match (at, armed.as_ref()) {
+        (Some(at), Some((fires, _))) if *fires <= at => return,
+        (None, _) => {
+            *armed = None;
+            return;
+        }
+        _ => {}
+    }
+    drop(i);
     let weak = Rc::downgrade(rc);
     let timer = at.map(|at| {
         let delay = at.saturating_sub(now()).min(i32::MAX as u64) as u32;
-        gloo_timers::callback::Timeout::new(delay, move || {
+        let t = gloo_timers::callback::Timeout::new(delay, move || {
             if let Some(rc) = weak.upgrade() {
+                // This timer has fired: take it out, so that `pump` arms the next (it is
+                // dropped after this callback returns).
+                let _fired = rc.borrow_mut().timer().take();
                 rc.borrow_mut().timeout(now());
                 pump(&rc);
             }
-        })
+        });
+        (at, t)
     });
     *rc.borrow_mut().timer() = timer;
 }

@@ -16,7 +16,8 @@ commands:
   build   setup, then build the release web app into dist/
   serve   build the app and run devhub (demo device) serving it on http://127.0.0.1:8080/
   test    setup, fmt, clippy, native tests, browser tests; ends with `N passed, N failed`
-  bench   run the benchmarks and print their numbers (BENCH_MS=ms per case, default 700)
+  bench   run the benchmarks and print their numbers (BENCH_MS=ms per case, default 700);
+          `bench codec browser` runs only the parts named (bundle, codec, capacity, browser)
 ";
 
 fn main() -> ExitCode {
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
         Some("build") => build(),
         Some("serve") => serve(&args[1..]),
         Some("test") => return test::run(),
-        Some("bench") => bench(),
+        Some("bench") => bench(&args[1..]),
         Some("-h") | Some("--help") | Some("help") => {
             print!("{USAGE}");
             Ok(())
@@ -94,46 +95,66 @@ fn serve(args: &[String]) -> Result<(), String> {
 
 /// `cargo xtask bench`: every benchmark, printing numbers (no pass/fail), and their
 /// results together in target/bench.json.
-fn bench() -> Result<(), String> {
+const BENCH_PARTS: [&str; 4] = ["bundle", "codec", "capacity", "browser"];
+
+fn bench(only: &[String]) -> Result<(), String> {
+    if let Some(bad) = only.iter().find(|p| !BENCH_PARTS.contains(&p.as_str())) {
+        return Err(format!(
+            "unknown benchmark {bad:?}: name any of {}",
+            BENCH_PARTS.join(", ")
+        ));
+    }
+    let runs = |part: &str| only.is_empty() || only.iter().any(|p| p == part);
     let _scratch = util::Scratch::new("bench")?;
     let tools = setup::run()?;
     let out = util::root().join("target/bench");
     std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
 
-    util::step("bundle: build the release app (trunk build --release)");
-    util::run(tools.cmd("trunk").args(["build", "--release"]))?;
-    let bundle = bench_bundle(&tools)?;
-    std::fs::write(out.join("bundle.json"), &bundle).map_err(|e| e.to_string())?;
+    if runs("bundle") {
+        util::step("bundle: build the release app (trunk build --release)");
+        util::run(tools.cmd("trunk").args(["build", "--release"]))?;
+        let bundle = bench_bundle(&tools)?;
+        std::fs::write(out.join("bundle.json"), &bundle).map_err(|e| e.to_string())?;
+    }
+    if runs("codec") {
+        util::step("codec against mqttbytes (crates/proto/benches/codec.rs)");
+        util::run(
+            tools
+                .cmd("cargo")
+                .args(["bench", "--package", "twinscope-proto", "--bench", "codec"])
+                .env("BENCH_JSON", out.join("codec.json")),
+        )?;
+    }
+    if runs("capacity") {
+        util::step("devhub beside mosquitto (crates/native/benches/capacity.rs; CAP_* variables)");
+        util::run(
+            tools
+                .cmd("cargo")
+                .args([
+                    "bench",
+                    "--package",
+                    "twinscope-native",
+                    "--bench",
+                    "capacity",
+                ])
+                .env("BENCH_JSON", out.join("capacity.json")),
+        )?;
+    }
+    if runs("browser") {
+        util::step("browser throughput: ours, MQTT.js and a raw WebSocket in headless Chromium (tests/throughput.rs)");
+        let browser = bench_browser(&tools);
+        std::fs::write(out.join("browser.json"), &browser).map_err(|e| e.to_string())?;
+    }
 
-    util::step("codec against mqttbytes (crates/proto/benches/codec.rs)");
-    util::run(
-        tools
-            .cmd("cargo")
-            .args(["bench", "--package", "twinscope-proto", "--bench", "codec"])
-            .env("BENCH_JSON", out.join("codec.json")),
-    )?;
-    util::step("devhub beside mosquitto (crates/native/benches/capacity.rs; CAP_* variables)");
-    util::run(
-        tools
-            .cmd("cargo")
-            .args([
-                "bench",
-                "--package",
-                "twinscope-native",
-                "--bench",
-                "capacity",
-            ])
-            .env("BENCH_JSON", out.join("capacity.json")),
-    )?;
-    util::step("browser throughput: ours, MQTT.js and a raw WebSocket in headless Chromium (tests/throughput.rs)");
-    let browser = bench_browser(&tools);
-    std::fs::write(out.join("browser.json"), &browser).map_err(|e| e.to_string())?;
-
+    // target/bench.json: every part's latest result (a part not run this time keeps the
+    // result of its last run, if any).
     let mut parts = Vec::new();
-    for name in ["bundle", "codec", "capacity", "browser"] {
-        let text = std::fs::read_to_string(out.join(format!("{name}.json")))
-            .map_err(|e| format!("{name}.json: {e}"))?;
-        parts.push(format!("\"{name}\":{}", text.trim()));
+    for name in BENCH_PARTS {
+        match std::fs::read_to_string(out.join(format!("{name}.json"))) {
+            Ok(text) => parts.push(format!("\"{name}\":{}", text.trim())),
+            Err(e) if runs(name) => return Err(format!("{name}.json: {e}")),
+            Err(_) => {}
+        }
     }
     let all = util::root().join("target/bench.json");
     std::fs::write(&all, format!("{{{}}}\n", parts.join(","))).map_err(|e| e.to_string())?;

@@ -3,14 +3,40 @@
 //! and the NDJSON export. Pure: the page feeds it packets and renders what it says.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use serde_json::{json, Map, Value};
 
-use crate::iothub::{PropertyBag, Topic};
+use crate::iothub::Topic;
 use crate::mqtt::{Packet, QosPid};
 
 /// A short, human description of a packet: its type and what it carries.
 pub fn summarize(p: &Packet) -> String {
+    let what = match p {
+        Packet::Publish(p) => Some(publish_kind(&p.topic).1),
+        _ => None,
+    };
+    summarize_as(p, what)
+}
+
+/// What a PUBLISH topic is, in the inspector's terms.
+fn publish_kind(topic: &str) -> (Kind, &'static str) {
+    match Topic::parse(topic) {
+        Ok(Topic::Telemetry { .. }) => (Kind::Telemetry, "telemetry"),
+        Ok(Topic::C2d { .. }) => (Kind::C2d, "C2D message"),
+        Ok(Topic::ModuleInput { .. }) => (Kind::C2d, "module input"),
+        Ok(Topic::TwinGet { .. }) => (Kind::Twin, "twin GET"),
+        Ok(Topic::TwinPatchReported { .. }) => (Kind::Twin, "reported patch"),
+        Ok(Topic::TwinResponse { .. }) => (Kind::Twin, "twin response"),
+        Ok(Topic::TwinDesired { .. }) => (Kind::Twin, "desired update"),
+        Ok(Topic::MethodRequest { .. }) => (Kind::Methods, "method call"),
+        Ok(Topic::MethodResponse { .. }) => (Kind::Methods, "method response"),
+        Err(_) => (Kind::Control, "message"),
+    }
+}
+
+/// [`summarize`], with a PUBLISH's kind (`what`) already known.
+fn summarize_as(p: &Packet, what: Option<&str>) -> String {
     match p {
         Packet::Connect(c) => format!(
             "CONNECT client {} keep-alive {} s{}",
@@ -32,29 +58,19 @@ pub fn summarize(p: &Packet) -> String {
             }
         ),
         Packet::Publish(p) => {
-            let qos = match p.qospid {
-                QosPid::AtMostOnce => "QoS 0".to_string(),
-                QosPid::AtLeastOnce(id) => format!("QoS 1 pid {id}"),
-                QosPid::ExactlyOnce(id) => format!("QoS 2 pid {id}"),
+            let what = what.unwrap_or("message");
+            // Sized up front and written in place: one allocation for a summary made for
+            // every packet.
+            let mut s = String::with_capacity(48 + what.len() + p.topic.len());
+            let dup = if p.dup { " DUP" } else { "" };
+            let _ = write!(s, "PUBLISH {what} {}{dup} (", p.topic);
+            let _ = match p.qospid {
+                QosPid::AtMostOnce => s.write_str("QoS 0"),
+                QosPid::AtLeastOnce(id) => write!(s, "QoS 1 pid {id}"),
+                QosPid::ExactlyOnce(id) => write!(s, "QoS 2 pid {id}"),
             };
-            let what = match Topic::parse(&p.topic) {
-                Ok(Topic::Telemetry { .. }) => "telemetry",
-                Ok(Topic::C2d { .. }) => "C2D message",
-                Ok(Topic::ModuleInput { .. }) => "module input",
-                Ok(Topic::TwinGet { .. }) => "twin GET",
-                Ok(Topic::TwinPatchReported { .. }) => "reported patch",
-                Ok(Topic::TwinResponse { .. }) => "twin response",
-                Ok(Topic::TwinDesired { .. }) => "desired update",
-                Ok(Topic::MethodRequest { .. }) => "method call",
-                Ok(Topic::MethodResponse { .. }) => "method response",
-                Err(_) => "message",
-            };
-            format!(
-                "PUBLISH {what} {}{} ({qos}, {} B)",
-                p.topic,
-                if p.dup { " DUP" } else { "" },
-                p.payload.len()
-            )
+            let _ = write!(s, ", {} B)", p.payload.len());
+            s
         }
         Packet::PubAck(id) => format!("PUBACK pid {id}"),
         Packet::PubRec(id) => format!("PUBREC pid {id}"),
@@ -204,10 +220,6 @@ pub struct Record {
     pub summary: String,
 }
 
-fn props_of(bag: &PropertyBag) -> Vec<(String, String)> {
-    bag.display_pairs()
-}
-
 impl Record {
     /// Decodes `p` for the inspector (`size` = bytes on the wire).
     pub fn new(p: &Packet, outbound: bool, at: u64, size: usize) -> Record {
@@ -226,7 +238,7 @@ impl Record {
             payload_len: 0,
             size,
             rid: None,
-            summary: summarize(p),
+            summary: String::new(),
         };
         match p {
             Packet::Connect(c) => {
@@ -277,15 +289,15 @@ impl Record {
                 r.payload = pb.payload[..pb.payload.len().min(PAYLOAD_KEPT)].to_vec();
                 let (kind, what) = match Topic::parse(&pb.topic) {
                     Ok(Topic::Telemetry { props, .. }) => {
-                        r.props = props_of(&props);
+                        r.props = props.into_display_pairs();
                         (Kind::Telemetry, "telemetry")
                     }
                     Ok(Topic::C2d { props, .. }) => {
-                        r.props = props_of(&props);
+                        r.props = props.into_display_pairs();
                         (Kind::C2d, "C2D message")
                     }
                     Ok(Topic::ModuleInput { props, input, .. }) => {
-                        r.props = props_of(&props);
+                        r.props = props.into_display_pairs();
                         r.props.insert(0, ("input".into(), input));
                         (Kind::C2d, "module input")
                     }
@@ -329,6 +341,7 @@ impl Record {
                 };
                 r.kind = kind;
                 r.what = Some(what);
+                debug_assert_eq!(publish_kind(&pb.topic), (kind, what));
             }
             Packet::PubAck(id) => {
                 r.pid = Some(id.get());
@@ -353,6 +366,8 @@ impl Record {
             Packet::UnsubAck(id) => r.pid = Some(id.get()),
             Packet::PingReq | Packet::PingResp | Packet::Disconnect => {}
         }
+        // The topic was parsed above: the summary does not parse it again.
+        r.summary = summarize_as(p, r.what);
         r
     }
 

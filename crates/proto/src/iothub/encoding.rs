@@ -19,6 +19,11 @@ pub fn encode(s: &str) -> String {
     utf8_percent_encode(s, ENCODE_SET).to_string()
 }
 
+/// Percent-encodes `s` onto the end of `out` (no allocation of its own).
+pub fn encode_into(out: &mut String, s: &str) {
+    out.extend(utf8_percent_encode(s, ENCODE_SET));
+}
+
 /// Percent-decodes `s`; `None` if the result is not UTF-8. `+` stays `+` (it is not a
 /// space in IoT Hub's property bags). Malformed escapes such as `%zz` are kept literally,
 /// as browsers and the hub's HTTP stack do.

@@ -5,7 +5,7 @@
 //! `%24.mid` (C SDKs, and what the hub sends); both parse. A key with no `=` is a property
 //! with no value (`null`), `key=` an empty one.
 
-use super::encoding::{decode, encode};
+use super::encoding::{decode, encode_into};
 
 /// The system properties that travel in a bag, by their short names.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -219,32 +219,77 @@ impl PropertyBag {
         v
     }
 
+    /// [`PropertyBag::display_pairs`], taking the bag: its strings move instead of being
+    /// copied.
+    pub fn into_display_pairs(self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = Vec::with_capacity(self.app.len() + 2);
+        v.extend(
+            self.system
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        v.extend(
+            self.app
+                .into_iter()
+                .map(|(k, v)| (k, v.unwrap_or_else(|| "(no value)".into()))),
+        );
+        v
+    }
+
     /// Writes the bag: system properties first (fixed order), then application properties
     /// in order; names and values percent-encoded.
     pub fn encode(&self, prefix: SysPrefix) -> String {
         let mut out = String::new();
-        let mut push = |k: String, v: Option<&str>| {
-            if !out.is_empty() {
+        self.encode_into(&mut out, prefix);
+        out
+    }
+
+    /// [`PropertyBag::encode`] onto the end of `out`.
+    pub fn encode_into(&self, out: &mut String, prefix: SysPrefix) {
+        let start = out.len();
+        let sep = |out: &mut String| {
+            if out.len() > start {
                 out.push('&');
-            }
-            out.push_str(&k);
-            if let Some(v) = v {
-                out.push('=');
-                out.push_str(&encode(v));
             }
         };
         for (name, value) in self.system.iter() {
-            let k = match (prefix, name.strip_prefix("$.")) {
-                (SysPrefix::Literal, Some(short)) => format!("$.{short}"),
-                (SysPrefix::Encoded, Some(short)) => format!("%24.{short}"),
-                (_, None) => encode(name),
-            };
-            push(k, Some(value));
+            sep(out);
+            match (prefix, name.strip_prefix("$.")) {
+                (SysPrefix::Literal, Some(short)) => {
+                    out.push_str("$.");
+                    out.push_str(short);
+                }
+                (SysPrefix::Encoded, Some(short)) => {
+                    out.push_str("%24.");
+                    out.push_str(short);
+                }
+                (_, None) => encode_into(out, name),
+            }
+            out.push('=');
+            encode_into(out, value);
         }
         for (k, v) in &self.app {
-            push(encode(k), v.as_deref());
+            sep(out);
+            encode_into(out, k);
+            if let Some(v) = v {
+                out.push('=');
+                encode_into(out, v);
+            }
         }
-        out
+    }
+
+    /// The length of [`PropertyBag::encode`]'s output before percent-encoding: a capacity
+    /// hint.
+    pub fn encoded_len_hint(&self) -> usize {
+        self.system
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum::<usize>()
+            + self
+                .app
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len() + 1) + 1)
+                .sum::<usize>()
     }
 
     /// An application property's value (`Some(None)` for a key without a value).
@@ -271,14 +316,11 @@ impl PropertyBag {
     /// free of control characters, not system or hub-stamped names, and unique ignoring
     /// case.
     pub fn validate_d2c(&self) -> Result<(), PropertyError> {
-        let mut seen: Vec<String> = Vec::with_capacity(self.app.len());
-        for (k, _) in &self.app {
+        for (i, (k, _)) in self.app.iter().enumerate() {
             validate_app_name(k)?;
-            let lower = k.to_ascii_lowercase();
-            if seen.contains(&lower) {
+            if self.app[..i].iter().any(|(e, _)| e.eq_ignore_ascii_case(k)) {
                 return Err(PropertyError::Duplicate(k.clone()));
             }
-            seen.push(lower);
         }
         Ok(())
     }
@@ -292,11 +334,9 @@ pub fn validate_app_name(name: &str) -> Result<(), PropertyError> {
     if name.chars().any(char::is_control) {
         return Err(PropertyError::ControlChar(name.to_string()));
     }
-    let lower = name.to_ascii_lowercase();
-    if lower.starts_with("$.")
-        || SYSTEM_NAMES.contains(&lower.as_str())
-        || HUB_STAMPED.contains(&lower.as_str())
-    {
+    // Compared without case and without allocating (this runs for every message sent).
+    let reserved = |names: &[&str]| names.iter().any(|n| n.eq_ignore_ascii_case(name));
+    if name.starts_with("$.") || reserved(&SYSTEM_NAMES) || reserved(&HUB_STAMPED) {
         return Err(PropertyError::Reserved(name.to_string()));
     }
     Ok(())

@@ -48,6 +48,26 @@ pub fn c2d_topic(device: &DeviceId, encoded_bag: &str) -> String {
     format!("devices/{device}/messages/devicebound/{encoded_bag}")
 }
 
+/// The topic `identity` sends telemetry with properties `props` to. Built in place (it is
+/// built for every message sent): one allocation, no formatting machinery.
+pub fn telemetry_topic(identity: &Identity, props: &PropertyBag, prefix: SysPrefix) -> String {
+    let module = identity.module.as_ref().map(ModuleId::as_str);
+    let mut t = String::with_capacity(
+        48 + identity.device.as_str().len()
+            + module.map_or(0, str::len)
+            + props.encoded_len_hint() * 3 / 2,
+    );
+    t.push_str("devices/");
+    t.push_str(identity.device.as_str());
+    if let Some(m) = module {
+        t.push_str("/modules/");
+        t.push_str(m);
+    }
+    t.push_str("/messages/events/");
+    props.encode_into(&mut t, prefix);
+    t
+}
+
 /// A parsed IoT Hub topic.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Topic {
@@ -252,18 +272,7 @@ impl Topic {
     pub fn to_topic(&self, prefix: SysPrefix) -> String {
         let enc = super::encoding::encode;
         match self {
-            Topic::Telemetry { identity, props } => match &identity.module {
-                None => format!(
-                    "devices/{}/messages/events/{}",
-                    identity.device,
-                    props.encode(prefix)
-                ),
-                Some(m) => format!(
-                    "devices/{}/modules/{m}/messages/events/{}",
-                    identity.device,
-                    props.encode(prefix)
-                ),
-            },
+            Topic::Telemetry { identity, props } => telemetry_topic(identity, props, prefix),
             Topic::C2d { device, props } => c2d_topic(device, &props.encode(prefix)),
             Topic::ModuleInput {
                 identity,

@@ -37,7 +37,7 @@ use twin::TwinRequests;
 
 use serde_json::Value;
 
-use crate::iothub::topic::filter;
+use crate::iothub::topic::{filter, telemetry_topic};
 use crate::iothub::twin::{
     section_size, validate_patch, HubError, TwinDocument, TwinError, MAX_SECTION_BYTES,
 };

@@ -67,11 +67,7 @@ impl Outbox {
             return None;
         }
         let (id, t) = self.queue.pop_front().expect("front exists");
-        let topic = Topic::Telemetry {
-            identity: identity.clone(),
-            props: t.props,
-        }
-        .to_topic(SysPrefix::Literal);
+        let topic = telemetry_topic(identity, &t.props, SysPrefix::Literal);
         let qospid = if qos1 {
             QosPid::AtLeastOnce(self.take_pid(reserved))
         } else {
