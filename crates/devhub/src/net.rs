@@ -400,6 +400,11 @@ impl Inbound {
         }
     }
 
+    /// Bytes received and not yet handled.
+    fn backlog(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
     /// Adds received bytes; call [`Inbound::process`] until [`Inbound::more`] is false.
     fn feed(&mut self, data: &[u8]) {
         if self.start == self.buf.len() {
@@ -410,36 +415,62 @@ impl Inbound {
         self.more = true;
     }
 
-    /// Hands up to [`BATCH`] whole packets to the hub. Each byte is decoded once and the
-    /// consumed bytes are removed once, when the backlog is gone, so a message holding a
-    /// million packets costs linear time. Returns an error (why to close) for malformed
-    /// bytes or a protocol violation.
+    /// Hands up to [`BATCH`] whole packets to the hub, in one turn of its lock and one
+    /// store transaction ([`Hub::batch`]). Each byte is decoded once and the consumed bytes
+    /// are removed once, when the backlog is gone, so a message holding a million packets
+    /// costs linear time. Returns an error (why to close) for malformed bytes or a protocol
+    /// violation, after the packets before it were handled.
     fn process(&mut self, shared: &Shared) -> Result<(), String> {
+        let mut batch = Vec::new();
+        let mut error = None;
         for _ in 0..BATCH {
             match self.decoder.decode(&self.buf[self.start..]) {
                 Ok(None) => {
                     self.buf.drain(..self.start);
                     self.start = 0;
                     self.more = false;
-                    return Ok(());
+                    break;
                 }
                 Ok(Some((packet, used))) => {
                     self.start += used;
-                    let now = now_ms();
-                    match (self.connected, packet) {
-                        (false, Packet::Connect(c)) => {
-                            self.connected = true;
-                            shared.with_hub(|h| ((), h.connect(self.id, c, now)));
+                    match (self.connected, &packet) {
+                        (false, Packet::Connect(_)) => self.connected = true,
+                        (false, p) => {
+                            error = Some(format!("{} before CONNECT", p.name()));
+                            break;
                         }
-                        (false, p) => return Err(format!("{} before CONNECT", p.name())),
-                        (true, Packet::Connect(_)) => return Err("second CONNECT".into()),
-                        (true, p) => shared.with_hub(|h| ((), h.packet(self.id, p, now))),
+                        (true, Packet::Connect(_)) => {
+                            error = Some("second CONNECT".into());
+                            break;
+                        }
+                        (true, _) => {}
                     }
+                    batch.push(packet);
                 }
-                Err(e) => return Err(format!("malformed MQTT: {e}")),
+                Err(e) => {
+                    error = Some(format!("malformed MQTT: {e}"));
+                    break;
+                }
             }
         }
-        Ok(())
+        if !batch.is_empty() {
+            let id = self.id;
+            shared.with_hub(|h| {
+                let actions = h.batch(|h| {
+                    let mut out = Vec::new();
+                    for p in batch {
+                        let now = now_ms();
+                        out.extend(match p {
+                            Packet::Connect(c) => h.connect(id, c, now),
+                            p => h.packet(id, p, now),
+                        });
+                    }
+                    out
+                });
+                ((), actions)
+            });
+        }
+        error.map_or(Ok(()), Err)
     }
 }
 
@@ -528,6 +559,30 @@ where
     shared.unregister(id);
 }
 
+/// The most received bytes gathered into one batch before the hub handles them.
+const GATHER: usize = 64 * 1024;
+
+/// Takes one received WebSocket message: its bytes are fed to `inbound`. `Some` when the
+/// connection ends, with why (for the log) unless the device closed it.
+fn take_message(
+    inbound: &mut Inbound,
+    msg: Option<Result<axum::extract::ws::Message, axum::Error>>,
+) -> Option<Option<String>> {
+    use axum::extract::ws::Message;
+    match msg {
+        Some(Ok(Message::Binary(b))) => {
+            inbound.feed(&b);
+            None
+        }
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
+        Some(Ok(Message::Text(_))) => Some(Some(
+            "text frame; MQTT over WebSocket uses binary frames".into(),
+        )),
+        Some(Err(e)) => Some(Some(format!("WebSocket: {e}"))),
+        Some(Ok(Message::Close(_))) | None => Some(None),
+    }
+}
+
 /// Serves MQTT over an axum WebSocket (binary frames). `_slot` is held until it ends.
 pub async fn serve_websocket(
     shared: Arc<Shared>,
@@ -535,7 +590,7 @@ pub async fn serve_websocket(
     _slot: OwnedSemaphorePermit,
 ) {
     use axum::extract::ws::Message;
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::{FutureExt, SinkExt, StreamExt};
 
     let (id, mut conn) = shared.register();
     let (mut tx_ws, mut rx_ws) = socket.split();
@@ -563,18 +618,28 @@ pub async fn serve_websocket(
                 log_end(&shared, id, "no CONNECT within the connect timeout");
                 break;
             }
-            msg = rx_ws.next(), if !inbound.more => match msg {
-                Some(Ok(Message::Binary(b))) => inbound.feed(&b),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Text(_))) => {
-                    log_end(&shared, id, "text frame; MQTT over WebSocket uses binary frames");
+            msg = rx_ws.next(), if !inbound.more => {
+                let mut end = take_message(&mut inbound, msg);
+                // Messages that have already arrived join the same batch (one turn of the
+                // hub's lock and one commit for all of them), up to 64 KiB.
+                while end.is_none() && inbound.backlog() < GATHER {
+                    match rx_ws.next().now_or_never() {
+                        Some(msg) => end = take_message(&mut inbound, msg),
+                        None => break,
+                    }
+                }
+                if let Some(why) = end {
+                    // What came before the end is still handled.
+                    while inbound.more {
+                        if !process_batch(&shared, &mut inbound).await {
+                            break;
+                        }
+                    }
+                    if let Some(why) = why {
+                        log_end(&shared, id, &why);
+                    }
                     break;
                 }
-                Some(Err(e)) => {
-                    log_end(&shared, id, &format!("WebSocket: {e}"));
-                    break;
-                }
-                Some(Ok(Message::Close(_))) | None => break,
             },
         }
     }

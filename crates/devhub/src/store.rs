@@ -286,7 +286,8 @@ impl Store {
         rec: &IdentityRecord,
         twin_if_new: &TwinRecord,
     ) -> Result<(), StoreError> {
-        let tx = self.db.transaction()?;
+        // A savepoint, not a transaction: it nests inside a batch (see `begin_batch`).
+        let tx = self.db.savepoint()?;
         let module = rec.module_id.as_deref().unwrap_or("");
         tx.execute(
             "INSERT INTO identities (device_id, module_id, primary_key, secondary_key, status, generation_id, etag, created_ms)
@@ -326,7 +327,7 @@ impl Store {
         device: &str,
         module: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let tx = self.db.transaction()?;
+        let tx = self.db.savepoint()?;
         let n = match module {
             Some(m) => {
                 tx.execute(
@@ -507,9 +508,30 @@ impl Store {
         body: &[u8],
         enqueued_time: &str,
     ) -> Result<i64, StoreError> {
-        // The insert and the retention deletes commit together: one transaction (one set
-        // of file locks, one WAL commit) per message instead of two.
-        let tx = self.db.unchecked_transaction()?;
+        // The insert and the retention deletes commit together (one set of file locks, one
+        // WAL commit), or with the rest of the batch they are part of (`begin_batch`).
+        self.exec("SAVEPOINT event", [])?;
+        match self.add_event_steps(device, module, properties, body, enqueued_time) {
+            Ok(seq) => {
+                self.exec("RELEASE event", [])?;
+                Ok(seq)
+            }
+            Err(e) => {
+                let _ = self.exec("ROLLBACK TO event", []);
+                let _ = self.exec("RELEASE event", []);
+                Err(e)
+            }
+        }
+    }
+
+    fn add_event_steps(
+        &self,
+        device: &str,
+        module: Option<&str>,
+        properties: &Value,
+        body: &[u8],
+        enqueued_time: &str,
+    ) -> Result<i64, StoreError> {
         self.exec(
             "INSERT INTO events (device_id, module_id, properties, body, enqueued_time) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![device, module, properties.to_string(), body, enqueued_time],
@@ -541,8 +563,26 @@ impl Store {
                 params![device, self.retention.per_device],
             )?;
         }
-        tx.commit()?;
         Ok(seq)
+    }
+
+    /// Starts a batch: what is written until [`Store::commit_batch`] commits at once, in
+    /// one transaction (one WAL commit for many messages). Savepoints inside it nest.
+    pub fn begin_batch(&self) -> Result<(), StoreError> {
+        self.exec("SAVEPOINT batch", [])?;
+        Ok(())
+    }
+
+    /// Commits the batch.
+    pub fn commit_batch(&self) -> Result<(), StoreError> {
+        self.exec("RELEASE batch", [])?;
+        Ok(())
+    }
+
+    /// Undoes the batch (after a failed commit).
+    pub fn rollback_batch(&self) {
+        let _ = self.exec("ROLLBACK TO batch", []);
+        let _ = self.exec("RELEASE batch", []);
     }
 
     /// Sets how much telemetry is kept (applied from the next message on).

@@ -677,3 +677,62 @@ async fn concurrent_c2d_senders_keep_packet_order() {
         t.await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_burst_is_acknowledged_in_order_and_every_acknowledged_message_survives_kill_9() {
+    let dir = std::env::temp_dir().join(format!("devhub-burst-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = dir.join("hub.sqlite");
+    let mut hub = start(&[], Some(&db));
+    let (mut dev, _) = Device::connect(&hub, "d1", true).await;
+    let publish_bytes = |i: u16| {
+        publish(
+            "devices/d1/messages/events/n=burst",
+            format!("m{i}").as_bytes(),
+            QosPid::AtLeastOnce(PacketId::new(i).unwrap()),
+        )
+        .to_bytes()
+        .unwrap()
+    };
+    // 150 packets in one WebSocket message, then 150 messages sent back to back: devhub
+    // handles what has arrived in batches, one commit each.
+    let one: Vec<u8> = (1..=150).flat_map(publish_bytes).collect();
+    dev.ws.send(Message::Binary(one.into())).await.unwrap();
+    for i in 151..=300 {
+        dev.ws
+            .feed(Message::Binary(publish_bytes(i).into()))
+            .await
+            .unwrap();
+    }
+    dev.ws.flush().await.unwrap();
+    for i in 1..=300 {
+        assert_eq!(
+            dev.recv().await,
+            Some(Packet::PubAck(PacketId::new(i).unwrap())),
+            "PUBACK {i} in order"
+        );
+    }
+    // kill -9 right after the last PUBACK: what was acknowledged was committed.
+    hub.child.kill().unwrap();
+    hub.child.wait().unwrap();
+    let hub2 = start(&[], Some(&db));
+    let stored: Value = reqwest::Client::new()
+        .get(hub2.url("/devhub/events?device=d1&limit=1000"))
+        .header("Authorization", hub2.auth())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = stored
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|e| e["body"].as_str())
+        .collect();
+    let want: Vec<String> = (1..=300).map(|i| format!("m{i}")).collect();
+    assert_eq!(bodies, want, "every acknowledged message, in order");
+    drop(hub2);
+    let _ = std::fs::remove_dir_all(&dir);
+}

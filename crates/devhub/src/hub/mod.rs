@@ -145,6 +145,35 @@ const MAX_C2D_QUEUE: usize = 50;
 const MAX_TIMEOUT_MS: u64 = 1_767_000;
 
 impl Hub {
+    /// Runs `f` (one connection's batch of packets) inside one store transaction: what it
+    /// writes commits once, before any of its actions (PUBACKs, answers, events) is carried
+    /// out, so an acknowledged message is on disk. Group commit: a burst of telemetry costs
+    /// one WAL commit per batch, not one per message. If the commit fails nothing of the
+    /// batch was stored: its events and answers are dropped and its connections closed (a
+    /// device sends its unacknowledged messages again when it reconnects).
+    pub fn batch(&mut self, f: impl FnOnce(&mut Hub) -> Vec<Action>) -> Vec<Action> {
+        if self.store.begin_batch().is_err() {
+            return f(self);
+        }
+        let actions = f(self);
+        let Err(e) = self.store.commit_batch() else {
+            return actions;
+        };
+        self.store.rollback_batch();
+        let mut closed = Vec::new();
+        for a in &actions {
+            if let Action::Send(c, _) | Action::Close(c, _) = a {
+                if !closed.contains(c) {
+                    closed.push(*c);
+                }
+            }
+        }
+        closed
+            .into_iter()
+            .map(|c| Action::Close(c, format!("store: the batch did not commit: {e}")))
+            .collect()
+    }
+
     /// A hub over `store`.
     pub fn new(cfg: HubConfig, store: Store) -> Hub {
         Hub {
