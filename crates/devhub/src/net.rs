@@ -172,6 +172,7 @@ impl Shared {
     /// Dispatching only queues bytes and wakes waiters; it never blocks.
     pub fn with_hub<T>(&self, f: impl FnOnce(&mut Hub) -> (T, Vec<Action>)) -> T {
         let mut hub = self.hub.lock().unwrap_or_else(|p| p.into_inner());
+        hub.event_listeners = self.events.receiver_count() > 0;
         let (value, actions) = f(&mut hub);
         let delay = hub.answer_delay_ms();
         self.dispatch(actions, delay);

@@ -321,7 +321,10 @@ impl Hub {
             now_ms,
         ) {
             Ok(ev) => {
-                let mut out = vec![Action::Event(Box::new(ev))];
+                let mut out: Vec<Action> = ev
+                    .map(|ev| Action::Event(Box::new(ev)))
+                    .into_iter()
+                    .collect();
                 if let QosPid::AtLeastOnce(pid) = p.qospid {
                     out.push(Action::Send(conn, Packet::PubAck(pid)));
                 }
@@ -341,7 +344,7 @@ impl Hub {
         model_id: Option<&str>,
         hub_scoped: bool,
         now_ms: u64,
-    ) -> Result<EventRecord, StoreError> {
+    ) -> Result<Option<EventRecord>, StoreError> {
         let system: Map<String, Value> = props
             .system
             .iter()
@@ -395,15 +398,19 @@ impl Hub {
         let seq = self
             .store
             .add_event(id.device.as_str(), module, &properties, body, &enqueued)?;
-        // The record as `Store::events` would read it back, without the query.
-        Ok(EventRecord::new(
+        // The record as `Store::events` would read it back, without the query; only made
+        // when someone listens to the event stream (it copies the body twice).
+        if !self.event_listeners {
+            return Ok(None);
+        }
+        Ok(Some(EventRecord::new(
             seq,
             id.device.as_str(),
             module,
             properties,
             body.to_vec(),
             enqueued,
-        ))
+        )))
     }
 
     pub(super) fn reply(&mut self, conn: ConnId, topic: Topic, body: Vec<u8>) -> Action {
@@ -730,7 +737,7 @@ impl Hub {
             if let Ok(Topic::Telemetry { identity, props }) = Topic::parse(&w.topic) {
                 if identity == c.identity {
                     let extra = [("iothub-MessageType", "Will".to_string())];
-                    if let Ok(ev) = self.store_event(
+                    if let Ok(Some(ev)) = self.store_event(
                         &identity,
                         &props,
                         &w.message,

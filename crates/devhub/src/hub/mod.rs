@@ -132,6 +132,9 @@ pub struct Hub {
     model_ids: HashMap<String, String>,
     /// The DPS endpoint's state.
     dps: dps::Dps,
+    /// Someone listens to the stored-telemetry stream: make [`Action::Event`]s (set by the
+    /// caller before each use; true when unknown).
+    pub event_listeners: bool,
 }
 
 /// Keys for new identities: 32 random bytes, base64.
@@ -186,6 +189,7 @@ impl Hub {
             faults: Faults::default(),
             model_ids: HashMap::new(),
             dps: dps::Dps::default(),
+            event_listeners: true,
         }
     }
 
