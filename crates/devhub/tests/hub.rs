@@ -220,6 +220,12 @@ fn telemetry_is_stored_with_stamps_and_scoped_to_the_identity() {
         .as_str()
         .unwrap()
         .contains("\"scope\":\"device\""));
+    let generation = h.store().identity("d1", None).unwrap().unwrap().generation_id;
+    assert!(!generation.is_empty());
+    assert_eq!(
+        props["stamps"]["iothub-connection-auth-generation-id"],
+        generation.as_str()
+    );
     assert_eq!(ev[0].body.as_deref(), Some("{\"t\":1}"));
 
     // Another device's topic closes the connection.

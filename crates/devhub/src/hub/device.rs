@@ -145,6 +145,7 @@ impl Hub {
                 api_version: user.api_version().map(str::to_string),
                 model_id: user.param("model-id").map(str::to_string),
                 hub_scoped: token.policy.is_some(),
+                generation_id: rec.generation_id.clone(),
             },
         );
         match user.param("model-id") {
@@ -305,8 +306,12 @@ impl Hub {
             );
         }
         let c = &self.conns[&conn];
-        let (identity, model_id, hub_scoped) =
-            (c.identity.clone(), c.model_id.clone(), c.hub_scoped);
+        let (identity, model_id, hub_scoped, generation_id) = (
+            c.identity.clone(),
+            c.model_id.clone(),
+            c.hub_scoped,
+            c.generation_id.clone(),
+        );
         let mut extra = Vec::new();
         if p.retain {
             extra.push(("mqtt-retain", "true".to_string()));
@@ -318,6 +323,7 @@ impl Hub {
             &extra,
             model_id.as_deref(),
             hub_scoped,
+            &generation_id,
             now_ms,
         ) {
             Ok(ev) => {
@@ -343,6 +349,7 @@ impl Hub {
         extra: &[(&str, String)],
         model_id: Option<&str>,
         hub_scoped: bool,
+        generation_id: &str,
         now_ms: u64,
     ) -> Result<Option<EventRecord>, StoreError> {
         let system: Map<String, Value> = props
@@ -371,23 +378,19 @@ impl Hub {
         if let Some(m) = &id.module {
             stamps.insert("iothub-connection-module-id".into(), m.as_str().into());
         }
-        let rec = self
-            .store
-            .identity(id.device.as_str(), id.module.as_ref().map(ModuleId::as_str))?;
         stamps.insert(
             "iothub-connection-auth-generation-id".into(),
-            rec.map(|r| r.generation_id).unwrap_or_default().into(),
+            generation_id.into(),
         );
-        stamps.insert(
-            "iothub-connection-auth-method".into(),
-            json!({
-                "scope": if hub_scoped { "hub" } else if id.module.is_some() { "module" } else { "device" },
-                "type": "sas",
-                "issuer": "iothub"
-            })
-                .to_string()
-                .into(),
-        );
+        // The hub's JSON text, as a constant: this runs for every message.
+        let method = if hub_scoped {
+            r#"{"scope":"hub","type":"sas","issuer":"iothub"}"#
+        } else if id.module.is_some() {
+            r#"{"scope":"module","type":"sas","issuer":"iothub"}"#
+        } else {
+            r#"{"scope":"device","type":"sas","issuer":"iothub"}"#
+        };
+        stamps.insert("iothub-connection-auth-method".into(), method.into());
         let enqueued = iso(now_ms);
         stamps.insert("iothub-enqueuedtime".into(), enqueued.clone().into());
         if let Some(m) = model_id {
@@ -744,6 +747,7 @@ impl Hub {
                         &extra,
                         c.model_id.as_deref(),
                         c.hub_scoped,
+                        &c.generation_id,
                         now_ms,
                     ) {
                         out.push(Action::Event(Box::new(ev)));

@@ -95,6 +95,9 @@ struct Conn {
     model_id: Option<String>,
     /// Authenticated with a policy key (auth scope `hub`) rather than the identity's key.
     hub_scoped: bool,
+    /// The identity's generation id when it connected (deleting the identity closes the
+    /// connection, so it cannot change while connected).
+    generation_id: String,
 }
 
 impl Conn {
