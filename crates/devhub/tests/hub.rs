@@ -220,7 +220,12 @@ fn telemetry_is_stored_with_stamps_and_scoped_to_the_identity() {
         .as_str()
         .unwrap()
         .contains("\"scope\":\"device\""));
-    let generation = h.store().identity("d1", None).unwrap().unwrap().generation_id;
+    let generation = h
+        .store()
+        .identity("d1", None)
+        .unwrap()
+        .unwrap()
+        .generation_id;
     assert!(!generation.is_empty());
     assert_eq!(
         props["stamps"]["iothub-connection-auth-generation-id"],
