@@ -36,27 +36,21 @@ fn remaining_length(buf: &[u8]) -> Result<Option<(usize, usize)>, DecodeError> {
     Err(DecodeError::RemainingLengthTooLong)
 }
 
-/// Appends the remaining-length varint.
-fn write_remaining_length(mut len: usize, out: &mut Vec<u8>) {
+/// The remaining-length varint: its bytes and how many of them there are (1 to 4).
+fn remaining_length_varint(mut len: usize) -> ([u8; 4], usize) {
+    let mut bytes = [0u8; 4];
+    let mut n = 0;
     loop {
         let mut byte = (len % 128) as u8;
         len /= 128;
         if len > 0 {
             byte |= 0x80;
         }
-        out.push(byte);
-        if len == 0 {
-            break;
+        bytes[n] = byte;
+        n += 1;
+        if len == 0 || n == 4 {
+            return (bytes, n);
         }
-    }
-}
-
-fn remaining_length_len(len: usize) -> usize {
-    match len {
-        0..=127 => 1,
-        128..=16_383 => 2,
-        16_384..=2_097_151 => 3,
-        _ => 4,
     }
 }
 
@@ -125,6 +119,33 @@ fn fixed_flags(packet: &'static str, flags: u8, expected: u8) -> Result<&'static
 }
 
 pub(super) fn encode(packet: &Packet, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    // Fixed-size packets: one write, nothing to check (a PUBACK goes for every message).
+    match packet {
+        Packet::PubAck(id) | Packet::PubRec(id) | Packet::PubComp(id) | Packet::UnsubAck(id) => {
+            let first = match packet {
+                Packet::PubAck(_) => 0x40,
+                Packet::PubRec(_) => 0x50,
+                Packet::PubComp(_) => 0x70,
+                _ => 0xb0,
+            };
+            let [hi, lo] = id.get().to_be_bytes();
+            out.extend_from_slice(&[first, 2, hi, lo]);
+            return Ok(());
+        }
+        Packet::PingReq => {
+            out.extend_from_slice(&[0xc0, 0]);
+            return Ok(());
+        }
+        Packet::PingResp => {
+            out.extend_from_slice(&[0xd0, 0]);
+            return Ok(());
+        }
+        Packet::Disconnect => {
+            out.extend_from_slice(&[0xe0, 0]);
+            return Ok(());
+        }
+        _ => {}
+    }
     // Validate and size first, so that nothing is appended on error.
     let (first, len) = match packet {
         Packet::Connect(p) => (0x10, p.body_len()?),
@@ -145,9 +166,12 @@ pub(super) fn encode(packet: &Packet, out: &mut Vec<u8>) -> Result<(), EncodeErr
     if len > MAX_REMAINING_LENGTH {
         return Err(EncodeError::PacketTooLarge(len));
     }
-    out.reserve(1 + remaining_length_len(len) + len);
-    out.push(first);
-    write_remaining_length(len, out);
+    // The fixed header in one write: the first byte and the remaining length.
+    let (varint, n) = remaining_length_varint(len);
+    let [a, b, c, d] = varint;
+    let header = [first, a, b, c, d];
+    out.reserve(1 + n + len);
+    out.extend_from_slice(&header[..1 + n]);
     match packet {
         Packet::Connect(p) => p.write_body(out),
         Packet::ConnAck(p) => p.write_body(out),
@@ -278,10 +302,8 @@ mod tests {
             (2_097_152, vec![0x80, 0x80, 0x80, 0x01]),
             (268_435_455, vec![0xff, 0xff, 0xff, 0x7f]),
         ] {
-            let mut out = Vec::new();
-            write_remaining_length(len, &mut out);
-            assert_eq!(out, bytes, "encoding {len}");
-            assert_eq!(remaining_length_len(len), bytes.len());
+            let (varint, n) = remaining_length_varint(len);
+            assert_eq!(&varint[..n], &bytes[..], "encoding {len}");
             let mut framed = vec![0x30];
             framed.extend_from_slice(&bytes);
             assert_eq!(remaining_length(&framed), Ok(Some((len, bytes.len()))));
