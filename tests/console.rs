@@ -87,7 +87,11 @@ async fn the_console_sets_desired_sends_c2d_invokes_methods_and_drops_the_connec
         msg.contains("<b>hello</b>") && msg.contains("color") && msg.contains("red"),
         "{msg}"
     );
-    assert!(text(&root, "console-c2d-result").contains("message id"));
+    // The device may hear of the message before the page has the REST answer.
+    wait_until("the C2D send result", 5_000, || {
+        text_now(&root, "console-c2d-result").contains("message id")
+    })
+    .await;
 
     // A method invoked from the console, answered in the Methods panel.
     type_into(&el(&root, "console-method-name"), "blink");

@@ -167,7 +167,13 @@ pub fn run() -> ExitCode {
         "native tests (cargo test --workspace)",
         tools
             .cmd("cargo")
-            .args(["test", "--workspace", "--exclude", "twinscope-e2e"])
+            .args([
+                "test",
+                "--workspace",
+                "--exclude",
+                "twinscope-e2e",
+                "--no-fail-fast",
+            ])
             .env("MOSQUITTO", &tools.mosquitto)
             .env("TWINSCOPE_REQUIRE_MOSQUITTO", "1"),
     );
@@ -226,6 +232,8 @@ pub fn run() -> ExitCode {
                     "twinscope",
                     "--target",
                     "wasm32-unknown-unknown",
+                    // Every test binary runs even when one fails: the count stays whole.
+                    "--no-fail-fast",
                 ])
                 .env("CHROMEDRIVER", &tools.chromedriver)
                 .env("WASM_BINDGEN_TEST_TIMEOUT", "400")
