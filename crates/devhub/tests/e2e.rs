@@ -54,15 +54,7 @@ async fn device_and_service_meet_over_websocket_and_rest() {
         dev.recv().await,
         Some(Packet::PubAck(PacketId::new(7).unwrap()))
     );
-    let events: Value = http
-        .get(hub.url("/devhub/events?device=d1"))
-        .header("Authorization", hub.auth())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events = hub.get_json("/devhub/events?device=d1").await;
     assert_eq!(events[0]["body"], r#"{"t":21}"#);
     assert_eq!(events[0]["properties"]["application"]["level"], "high");
     assert_eq!(
@@ -292,15 +284,7 @@ async fn event_stream_delay_and_random_drop_faults() {
     let ev: Value = serde_json::from_str(data.trim()).unwrap();
     assert_eq!(ev["properties"]["application"]["k"], "v");
     // The streamed record is the stored one, field for field.
-    let stored: Value = http
-        .get(hub.url("/devhub/events?device=d1"))
-        .header("Authorization", hub.auth())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored = hub.get_json("/devhub/events?device=d1").await;
     let stored = stored
         .as_array()
         .or_else(|| stored["events"].as_array())
@@ -716,15 +700,7 @@ async fn a_burst_is_acknowledged_in_order_and_every_acknowledged_message_survive
     hub.child.kill().unwrap();
     hub.child.wait().unwrap();
     let hub2 = start(&[], Some(&db));
-    let stored: Value = reqwest::Client::new()
-        .get(hub2.url("/devhub/events?device=d1&limit=1000"))
-        .header("Authorization", hub2.auth())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored = hub2.get_json("/devhub/events?device=d1&limit=1000").await;
     let bodies: Vec<&str> = stored
         .as_array()
         .expect("a list")

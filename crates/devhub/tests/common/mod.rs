@@ -117,6 +117,19 @@ impl Devhub {
         format!("http://{}{path}", self.addr)
     }
 
+    /// A signed GET of `path`, its body as JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(self.url(path))
+            .header("Authorization", self.auth())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// devhub's resident memory (VmRSS) in KiB.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
