@@ -71,16 +71,7 @@ fn serve(args: &[String]) -> Result<(), String> {
     util::step("build the web app (trunk build --release)");
     util::run(tools.cmd("trunk").args(["build", "--release"]))?;
     util::step("build devhub (release: cargo build --profile devhub)");
-    util::run(tools.cmd("cargo").args([
-        "build",
-        "--profile",
-        "devhub",
-        "--package",
-        "twinscope-devhub",
-        "--bin",
-        "devhub",
-    ]))?;
-    let devhub = util::root().join("target/devhub/devhub");
+    let devhub = build_devhub(&tools)?;
     util::step("run devhub with a demo device (Ctrl-C stops it)");
     println!("twinscope: open http://127.0.0.1:{port}/ (devhub serves the app and is its hub)");
     util::run(tools.cmd(devhub.to_str().unwrap_or("devhub")).args([
@@ -162,6 +153,20 @@ fn bench(only: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Builds devhub as `serve` and the benchmarks run it (optimised for speed); returns its path.
+fn build_devhub(tools: &setup::Tools) -> Result<std::path::PathBuf, String> {
+    util::run(tools.cmd("cargo").args([
+        "build",
+        "--profile",
+        "devhub",
+        "--package",
+        "twinscope-devhub",
+        "--bin",
+        "devhub",
+    ]))?;
+    Ok(util::root().join("target/devhub/devhub"))
+}
+
 /// The browser throughput benchmark against the sink and against devhub, one Chromium run
 /// each; a run that fails is reported in the JSON and does not stop the others.
 fn bench_browser(tools: &setup::Tools) -> String {
@@ -176,17 +181,7 @@ fn bench_browser(tools: &setup::Tools) -> String {
         "--example",
         "mqtt_sink",
     ]))
-    .and_then(|()| {
-        util::run(tools.cmd("cargo").args([
-            "build",
-            "--profile",
-            "devhub",
-            "--package",
-            "twinscope-devhub",
-            "--bin",
-            "devhub",
-        ]))
-    });
+    .and_then(|()| build_devhub(tools).map(|_| ()));
     if let Err(e) = built {
         return format!("{{\"error\":{}}}", json_string(&e));
     }

@@ -510,60 +510,57 @@ impl Store {
     ) -> Result<i64, StoreError> {
         // The insert and the retention deletes commit together (one set of file locks, one
         // WAL commit), or with the rest of the batch they are part of (`begin_batch`).
-        self.exec("SAVEPOINT event", [])?;
-        match self.add_event_steps(device, module, properties, body, enqueued_time) {
-            Ok(seq) => {
-                self.exec("RELEASE event", [])?;
-                Ok(seq)
+        self.in_savepoint(|| {
+            self.exec(
+                "INSERT INTO events (device_id, module_id, properties, body, enqueued_time) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![device, module, properties.to_string(), body, enqueued_time],
+            )?;
+            let seq = self.db.last_insert_rowid();
+            // Retention. In all: sequence numbers only grow, so keeping the newest `total`
+            // numbers is one indexed range delete.
+            self.exec(
+                "DELETE FROM events WHERE seq <= ?1",
+                [seq - i64::from(self.retention.total)],
+            )?;
+            // Per device: every PRUNE_EVERY of its messages, drop all but its newest.
+            let due = {
+                let mut counts = self.since_prune.borrow_mut();
+                let n = counts.entry(device.to_string()).or_insert(0);
+                *n += 1;
+                if *n >= PRUNE_EVERY {
+                    *n = 0;
+                    true
+                } else {
+                    false
+                }
+            };
+            if due {
+                self.exec(
+                    "DELETE FROM events WHERE device_id = ?1 AND seq <= (
+                         SELECT seq FROM events WHERE device_id = ?1
+                         ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+                    params![device, self.retention.per_device],
+                )?;
+            }
+            Ok(seq)
+        })
+    }
+
+    /// Runs `f` inside a savepoint: what it writes stays if it succeeds and is undone if it
+    /// fails. A savepoint nests inside a batch, or commits by itself outside one.
+    fn in_savepoint<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.exec("SAVEPOINT step", [])?;
+        match f() {
+            Ok(v) => {
+                self.exec("RELEASE step", [])?;
+                Ok(v)
             }
             Err(e) => {
-                let _ = self.exec("ROLLBACK TO event", []);
-                let _ = self.exec("RELEASE event", []);
+                let _ = self.exec("ROLLBACK TO step", []);
+                let _ = self.exec("RELEASE step", []);
                 Err(e)
             }
         }
-    }
-
-    fn add_event_steps(
-        &self,
-        device: &str,
-        module: Option<&str>,
-        properties: &Value,
-        body: &[u8],
-        enqueued_time: &str,
-    ) -> Result<i64, StoreError> {
-        self.exec(
-            "INSERT INTO events (device_id, module_id, properties, body, enqueued_time) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![device, module, properties.to_string(), body, enqueued_time],
-        )?;
-        let seq = self.db.last_insert_rowid();
-        // Retention. In all: sequence numbers only grow, so keeping the newest `total`
-        // numbers is one indexed range delete.
-        self.exec(
-            "DELETE FROM events WHERE seq <= ?1",
-            [seq - i64::from(self.retention.total)],
-        )?;
-        // Per device: every PRUNE_EVERY of its messages, drop all but its newest.
-        let due = {
-            let mut counts = self.since_prune.borrow_mut();
-            let n = counts.entry(device.to_string()).or_insert(0);
-            *n += 1;
-            if *n >= PRUNE_EVERY {
-                *n = 0;
-                true
-            } else {
-                false
-            }
-        };
-        if due {
-            self.exec(
-                "DELETE FROM events WHERE device_id = ?1 AND seq <= (
-                     SELECT seq FROM events WHERE device_id = ?1
-                     ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
-                params![device, self.retention.per_device],
-            )?;
-        }
-        Ok(seq)
     }
 
     /// Starts a batch: what is written until [`Store::commit_batch`] commits at once, in

@@ -208,15 +208,7 @@ async fn enrollments_are_managed_through_the_rest_api_and_the_demo_shows_the_sco
         .unwrap());
     assert!(provision(&hub, "api-1", &k, None).await.is_ok());
     // Read back, deleted, then refused.
-    let got: Value = http
-        .get(hub.url("/enrollments/api-1"))
-        .header("Authorization", hub.auth())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got = hub.get_json("/enrollments/api-1").await;
     assert_eq!(got["registrationId"], "api-1");
     let r = http
         .delete(hub.url("/enrollments/api-1"))

@@ -78,15 +78,7 @@ async fn device_and_service_meet_over_websocket_and_rest() {
             version: Some(2)
         }
     );
-    let twin: Value = http
-        .get(hub.url("/twins/d1"))
-        .header("Authorization", hub.auth())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let twin = hub.get_json("/twins/d1").await;
     assert_eq!(twin["properties"]["reported"]["fw"], "1.2");
 
     // Desired patch from the service reaches the device.
@@ -393,15 +385,7 @@ async fn expired_tokens_qos2_and_oversize_end_as_the_hub_ends_them() {
     ))
     .await;
     assert_eq!(d.recv().await, None);
-    let events: Value = reqwest::Client::new()
-        .get(hub.url("/devhub/events?device=d1"))
-        .header("Authorization", hub.auth())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events = hub.get_json("/devhub/events?device=d1").await;
     assert_eq!(events.as_array().unwrap().len(), 0);
 
     // Malformed bytes: closed; the hub keeps serving.
