@@ -280,7 +280,7 @@ async fn a_short_lived_token_is_renewed_without_user_action() {
     let connects = device.view().with_untracked(|v| {
         v.traffic
             .iter()
-            .filter(|e| e.value.record.packet == "CONNECT")
+            .filter(|e| e.value.record().packet == "CONNECT")
             .count()
     });
     assert!(

@@ -390,8 +390,8 @@ impl Device {
             if !events.is_empty() {
                 let now = now_ms();
                 self.view.update(|v| {
-                    for e in &events {
-                        v.apply(e, now);
+                    for e in events {
+                        v.take(e, now);
                     }
                 });
             }

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use serde_json::Value;
 use twinscope_proto::iothub::twin::TwinDocument;
 use twinscope_proto::session::{C2dMessage, Event, MessageId, MethodCall, RequestId, State};
-use twinscope_proto::traffic::{Pair, Pairing, Record};
+use twinscope_proto::traffic::{Captured, Pair, Pairing, Record};
 
 use super::ConnStatus;
 
@@ -254,14 +254,21 @@ impl RunStats {
     }
 }
 
-/// One packet in the traffic inspector: the decoded record and, once known, the request
-/// it answered or the answer it got.
+/// One packet in the traffic inspector: the packet, decoded when first shown, and once
+/// known the request it answered or the answer it got.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrafficEntry {
-    /// The packet, decoded.
-    pub record: Record,
+    /// The packet as the inspector keeps it.
+    pub packet: Captured,
     /// Its request or answer, and the time between.
     pub pair: Option<Pair>,
+}
+
+impl TrafficEntry {
+    /// The packet, decoded (on first use).
+    pub fn record(&self) -> &Record {
+        self.packet.record()
+    }
 }
 
 /// Everything the panels show about the device.
@@ -550,6 +557,32 @@ impl DeviceView {
         };
     }
 
+    /// [`DeviceView::apply`], taking the event: a packet crossing the transport is kept
+    /// as it is, not copied.
+    pub fn take(&mut self, e: Event, now: u64) {
+        match e {
+            Event::Traffic {
+                outbound,
+                at,
+                packet,
+                size,
+            } => self.traffic(Captured::new(packet, outbound, at, size)),
+            e => self.apply(&e, now),
+        }
+    }
+
+    fn traffic(&mut self, packet: Captured) {
+        let id = self.id();
+        let pair = self.pairing.observe(id, &packet);
+        if let Some(p) = pair {
+            if let Some(req) = self.traffic.get_mut(p.request) {
+                req.value.pair = Some(p);
+            }
+        }
+        let at = packet.at();
+        self.traffic.push(id, at, TrafficEntry { packet, pair });
+    }
+
     /// Folds one session event into the view. `now` is when it happened (ms).
     pub fn apply(&mut self, e: &Event, now: u64) {
         match e {
@@ -660,17 +693,7 @@ impl DeviceView {
                 at,
                 packet,
                 size,
-            } => {
-                let id = self.id();
-                let record = Record::new(packet, *outbound, *at, *size);
-                let pair = self.pairing.observe(id, &record);
-                if let Some(p) = pair {
-                    if let Some(req) = self.traffic.get_mut(p.request) {
-                        req.value.pair = Some(p);
-                    }
-                }
-                self.traffic.push(id, *at, TrafficEntry { record, pair });
-            }
+            } => self.traffic(Captured::new(packet.clone(), *outbound, *at, *size)),
             Event::Error(m) => {
                 if matches!(self.state, State::Connected | State::Connecting) {
                     self.lost_because = Some(m.clone());
@@ -956,7 +979,7 @@ mod tests {
         }
         assert_eq!((v.traffic.len(), v.traffic.dropped()), (TRAFFIC_LIMIT, 1));
         assert_eq!(
-            v.traffic.iter().next().unwrap().value.record.packet,
+            v.traffic.iter().next().unwrap().value.record().packet,
             "PINGREQ"
         );
         v.reset();

@@ -51,7 +51,7 @@ pub fn TrafficDrawer() -> impl IntoView {
         view.with_untracked(|v| {
             v.traffic
                 .iter()
-                .filter(|e| until.is_none_or(|u| e.id <= u) && f.matches(&e.value.record))
+                .filter(|e| until.is_none_or(|u| e.id <= u) && f.matches(e.value.record()))
                 .map(|e| e.id)
                 .collect::<Vec<u64>>()
         })
@@ -105,7 +105,7 @@ pub fn TrafficDrawer() -> impl IntoView {
             let items = ids
                 .iter()
                 .filter_map(|id| v.traffic.get(*id))
-                .map(|e| (e.id, &e.value.record, e.value.pair.as_ref()));
+                .map(|e| (e.id, e.value.record(), e.value.pair.as_ref()));
             let text = to_ndjson(items);
             (text, ids.len())
         });
@@ -184,7 +184,7 @@ fn TrafficRow(
     entry: Entry<TrafficEntry>,
     selected: RwSignal<Option<u64>>,
 ) -> impl IntoView {
-    let r = &entry.value.record;
+    let r = entry.value.record();
     let id = entry.id;
     let summary = r
         .summary
@@ -230,7 +230,7 @@ fn TrafficDetail(selected: RwSignal<Option<u64>>) -> impl IntoView {
             {move || match entry() {
                 None => view! { <p class="muted">"Select a packet to see it decoded."</p> }.into_any(),
                 Some(e) => {
-                    let r = e.value.record.clone();
+                    let r = e.value.record().clone();
                     let mut fields: Vec<(String, String)> = vec![
                         ("direction".into(), if r.outbound { "sent by the device".into() } else { "received from the hub".into() }),
                         ("time".into(), clock_label(e.at)),

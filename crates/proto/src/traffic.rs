@@ -1,9 +1,11 @@
-//! The traffic inspector's model: each packet as a [`Record`] (decoded, the SAS token left
-//! out), requests paired with their answers ([`Pairing`]), a [`Filter`] by kind and text,
-//! and the NDJSON export. Pure: the page feeds it packets and renders what it says.
+//! The traffic inspector's model: each packet kept as a [`Captured`] (the payload cut, the
+//! SAS token blanked) and decoded into a [`Record`] only when it is shown, filtered or
+//! exported; requests paired with their answers ([`Pairing`]), a [`Filter`] by kind and
+//! text, and the NDJSON export. Pure: the page feeds it packets and renders what it says.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::OnceLock;
 
 use serde_json::{json, Map, Value};
 
@@ -16,7 +18,7 @@ pub fn summarize(p: &Packet) -> String {
         Packet::Publish(p) => Some(publish_kind(&p.topic).1),
         _ => None,
     };
-    summarize_as(p, what)
+    summarize_as(p, what, None)
 }
 
 /// What a PUBLISH topic is, in the inspector's terms.
@@ -35,8 +37,9 @@ fn publish_kind(topic: &str) -> (Kind, &'static str) {
     }
 }
 
-/// [`summarize`], with a PUBLISH's kind (`what`) already known.
-fn summarize_as(p: &Packet, what: Option<&str>) -> String {
+/// [`summarize`], with a PUBLISH's kind (`what`) already known, and its payload's full
+/// length when the packet holds only a prefix of it.
+fn summarize_as(p: &Packet, what: Option<&str>, payload_len: Option<usize>) -> String {
     match p {
         Packet::Connect(c) => format!(
             "CONNECT client {} keep-alive {} s{}",
@@ -69,7 +72,7 @@ fn summarize_as(p: &Packet, what: Option<&str>) -> String {
                 QosPid::AtLeastOnce(id) => write!(s, "QoS 1 pid {id}"),
                 QosPid::ExactlyOnce(id) => write!(s, "QoS 2 pid {id}"),
             };
-            let _ = write!(s, ", {} B)", p.payload.len());
+            let _ = write!(s, ", {} B)", payload_len.unwrap_or(p.payload.len()));
             s
         }
         Packet::PubAck(id) => format!("PUBACK pid {id}"),
@@ -223,6 +226,11 @@ pub struct Record {
 impl Record {
     /// Decodes `p` for the inspector (`size` = bytes on the wire).
     pub fn new(p: &Packet, outbound: bool, at: u64, size: usize) -> Record {
+        Record::of(p, outbound, at, size, None)
+    }
+
+    /// [`Record::new`] of a packet whose payload is cut, with the full length.
+    fn of(p: &Packet, outbound: bool, at: u64, size: usize, cut_from: Option<usize>) -> Record {
         let mut r = Record {
             outbound,
             at,
@@ -367,7 +375,10 @@ impl Record {
             Packet::PingReq | Packet::PingResp | Packet::Disconnect => {}
         }
         // The topic was parsed above: the summary does not parse it again.
-        r.summary = summarize_as(p, r.what);
+        r.summary = summarize_as(p, r.what, cut_from);
+        if let Some(len) = cut_from {
+            r.payload_len = len;
+        }
         r
     }
 
@@ -379,6 +390,86 @@ impl Record {
     /// Whether the payload was cut at [`PAYLOAD_KEPT`].
     pub fn truncated(&self) -> bool {
         self.payload_len > self.payload.len()
+    }
+}
+
+/// A packet as the inspector keeps it: the packet itself, with its payload cut at
+/// [`PAYLOAD_KEPT`] and the CONNECT password (the SAS token) blanked, decoded into a
+/// [`Record`] on first use. A telemetry burst then costs the inspector a move, not a
+/// decode: the record's strings (properties, summary) are made only for the rows shown,
+/// and for every entry once a filter or an export reads them.
+#[derive(Clone, Debug)]
+pub struct Captured {
+    packet: Packet,
+    outbound: bool,
+    at: u64,
+    size: usize,
+    payload_len: usize,
+    record: OnceLock<Record>,
+}
+
+impl Captured {
+    /// Keeps `p` (`size` = bytes on the wire).
+    pub fn new(mut p: Packet, outbound: bool, at: u64, size: usize) -> Captured {
+        let cut = |body: &mut Vec<u8>| {
+            let len = body.len();
+            if len > PAYLOAD_KEPT {
+                body.truncate(PAYLOAD_KEPT);
+                body.shrink_to_fit();
+            }
+            len
+        };
+        let payload_len = match &mut p {
+            Packet::Publish(pb) => cut(&mut pb.payload),
+            Packet::Connect(c) => {
+                // The token is never kept, only its length.
+                if let Some(pw) = &mut c.password {
+                    pw.fill(0);
+                }
+                c.last_will.as_mut().map_or(0, |w| cut(&mut w.message))
+            }
+            _ => 0,
+        };
+        Captured {
+            packet: p,
+            outbound,
+            at,
+            size,
+            payload_len,
+            record: OnceLock::new(),
+        }
+    }
+
+    /// The packet (payload cut, password blanked).
+    pub fn packet(&self) -> &Packet {
+        &self.packet
+    }
+
+    /// Sent by the device (else received from the hub).
+    pub fn outbound(&self) -> bool {
+        self.outbound
+    }
+
+    /// When (ms since 1970).
+    pub fn at(&self) -> u64 {
+        self.at
+    }
+
+    /// The packet decoded for the inspector (made on first use, then kept).
+    pub fn record(&self) -> &Record {
+        self.record.get_or_init(|| {
+            let (p, len) = (&self.packet, self.payload_len);
+            Record::of(p, self.outbound, self.at, self.size, Some(len))
+        })
+    }
+}
+
+/// Equal when the packets are: whether the record was made yet does not matter.
+impl PartialEq for Captured {
+    fn eq(&self, o: &Captured) -> bool {
+        (self.outbound, self.at, self.size, self.payload_len)
+            == (o.outbound, o.at, o.size, o.payload_len)
+            && self.packet == o.packet
     }
 }
 
@@ -423,40 +514,18 @@ impl Pairing {
     /// Requests waiting for an answer, at most.
     pub const MAX_OPEN: usize = 4096;
 
-    /// Notes entry `id`; returns the pair when it answers an earlier request.
-    pub fn observe(&mut self, id: u64, r: &Record) -> Option<Pair> {
-        let request = |r: &Record| -> Option<Key> {
-            match (r.outbound, r.packet, r.what) {
-                (true, "PUBLISH", Some("twin GET" | "reported patch")) => {
-                    r.rid.clone().map(Key::Twin)
-                }
-                (false, "PUBLISH", Some("method call")) => r.rid.clone().map(Key::Method),
-                (true, "PUBLISH", _) if r.qos == Some(1) => r.pid.map(Key::Ack),
-                (true, "SUBSCRIBE", _) => r.pid.map(Key::Sub),
-                (true, "CONNECT", _) => Some(Key::Connect),
-                (true, "PINGREQ", _) => Some(Key::Ping),
-                _ => None,
-            }
-        };
-        let answer = |r: &Record| -> Option<Key> {
-            match (r.outbound, r.packet, r.what) {
-                (false, "PUBLISH", Some("twin response")) => r.rid.clone().map(Key::Twin),
-                (true, "PUBLISH", Some("method response")) => r.rid.clone().map(Key::Method),
-                (false, "PUBACK", _) => r.pid.map(Key::Ack),
-                (false, "SUBACK", _) => r.pid.map(Key::Sub),
-                (false, "CONNACK", _) => Some(Key::Connect),
-                (false, "PINGRESP", _) => Some(Key::Ping),
-                _ => None,
-            }
-        };
-        if let Some(k) = answer(r) {
+    /// Notes entry `id`; returns the pair when it answers an earlier request. Reads the
+    /// packet, not its record: only twin and method topics (`$iothub/...`) are parsed.
+    pub fn observe(&mut self, id: u64, c: &Captured) -> Option<Pair> {
+        let (answer, request) = Self::keys(c);
+        if let Some(k) = answer {
             return self.open.remove(&k).map(|(request, at)| Pair {
                 request,
                 answer: id,
-                latency_ms: r.at.saturating_sub(at),
+                latency_ms: c.at.saturating_sub(at),
             });
         }
-        if let Some(k) = request(r) {
+        if let Some(k) = request {
             if self.open.len() >= Self::MAX_OPEN {
                 if let Some(oldest) = self
                     .open
@@ -467,13 +536,51 @@ impl Pairing {
                     self.open.remove(&oldest);
                 }
             }
-            self.open.insert(k, (id, r.at));
+            self.open.insert(k, (id, c.at));
         }
-        if r.packet == "CONNECT" {
+        if matches!(c.packet, Packet::Connect(_)) {
             // A new connection: nothing from the old one will be answered.
             self.open.retain(|k, _| *k == Key::Connect);
         }
         None
+    }
+
+    /// What `c` answers, and what it asks (at most one of them).
+    fn keys(c: &Captured) -> (Option<Key>, Option<Key>) {
+        let out = c.outbound;
+        match &c.packet {
+            Packet::Publish(p) => {
+                if p.topic.starts_with("$iothub/") {
+                    match Topic::parse(&p.topic) {
+                        Ok(Topic::TwinGet { rid } | Topic::TwinPatchReported { rid }) if out => {
+                            return (None, Some(Key::Twin(rid)))
+                        }
+                        Ok(Topic::TwinResponse { rid, .. }) if !out => {
+                            return (Some(Key::Twin(rid)), None)
+                        }
+                        Ok(Topic::MethodRequest { rid, .. }) if !out => {
+                            return (None, Some(Key::Method(rid)))
+                        }
+                        Ok(Topic::MethodResponse { rid, .. }) if out => {
+                            return (Some(Key::Method(rid)), None)
+                        }
+                        _ => {}
+                    }
+                }
+                match p.qospid {
+                    QosPid::AtLeastOnce(id) if out => (None, Some(Key::Ack(id.get()))),
+                    _ => (None, None),
+                }
+            }
+            Packet::Subscribe(s) if out => (None, Some(Key::Sub(s.pkid.get()))),
+            Packet::Connect(_) if out => (None, Some(Key::Connect)),
+            Packet::PingReq if out => (None, Some(Key::Ping)),
+            Packet::PubAck(id) if !out => (Some(Key::Ack(id.get())), None),
+            Packet::SubAck(s) if !out => (Some(Key::Sub(s.pkid.get())), None),
+            Packet::ConnAck(_) if !out => (Some(Key::Connect), None),
+            Packet::PingResp if !out => (Some(Key::Ping), None),
+            _ => (None, None),
+        }
     }
 
     /// Forgets every open request (the connection closed).
@@ -616,6 +723,43 @@ mod tests {
         Record::new(p, outbound, at, 10)
     }
 
+    fn cap(p: &Packet, outbound: bool, at: u64) -> Captured {
+        Captured::new(p.clone(), outbound, at, 10)
+    }
+
+    #[test]
+    fn a_capture_keeps_a_prefix_blanks_the_token_and_decodes_like_the_packet() {
+        let big = vec![b'a'; PAYLOAD_KEPT * 3];
+        let p = publish("devices/d/messages/events/a=1", Some(3), &big);
+        let c = cap(&p, true, 7);
+        let Packet::Publish(kept) = c.packet() else {
+            panic!("not a PUBLISH")
+        };
+        assert_eq!(kept.payload.len(), PAYLOAD_KEPT);
+        // The record of the cut packet is the record of the whole one.
+        assert_eq!(c.record(), &rec(&p, true, 7));
+        assert!(c.record().truncated());
+        // Whether the record was made does not change equality.
+        assert_eq!(c, cap(&p, true, 7));
+
+        let connect = Packet::Connect(Connect {
+            client_id: "d".into(),
+            keep_alive: 60,
+            clean_session: false,
+            last_will: None,
+            username: Some("h/d/?api-version=2021-04-12".into()),
+            password: Some(b"SharedAccessSignature sr=h&sig=s3cr3t&se=1".to_vec()),
+        });
+        let c = cap(&connect, true, 1);
+        let Packet::Connect(kept) = c.packet() else {
+            panic!("not a CONNECT")
+        };
+        let pw = kept.password.as_deref().unwrap();
+        assert_eq!(pw.len(), 42);
+        assert!(pw.iter().all(|&b| b == 0), "the token is kept");
+        assert_eq!(c.record(), &rec(&connect, true, 1));
+    }
+
     #[test]
     fn connect_keeps_no_token() {
         let token = "SharedAccessSignature sr=hub%2Fdevices%2Fd&sig=SECRETSIG&se=1";
@@ -707,7 +851,7 @@ mod tests {
         let pairs: Vec<Option<Pair>> = steps
             .iter()
             .enumerate()
-            .map(|(i, (p, out, at))| pairing.observe(i as u64 + 1, &rec(p, *out, *at)))
+            .map(|(i, (p, out, at))| pairing.observe(i as u64 + 1, &cap(p, *out, *at)))
             .collect();
         assert_eq!(
             pairs[3],
@@ -742,7 +886,7 @@ mod tests {
         let mut pairing = Pairing::default();
         pairing.observe(
             1,
-            &rec(
+            &cap(
                 &publish("devices/d/messages/events/", Some(1), b""),
                 true,
                 0,
@@ -756,11 +900,11 @@ mod tests {
             username: None,
             password: None,
         });
-        pairing.observe(2, &rec(&connect, true, 5));
+        pairing.observe(2, &cap(&connect, true, 5));
         assert_eq!(
             pairing.observe(
                 3,
-                &rec(&Packet::PubAck(PacketId::new(1).unwrap()), false, 6)
+                &cap(&Packet::PubAck(PacketId::new(1).unwrap()), false, 6)
             ),
             None
         );
@@ -769,7 +913,7 @@ mod tests {
             code: ConnectReturnCode::Accepted,
         });
         assert_eq!(
-            pairing.observe(4, &rec(&connack, false, 9)),
+            pairing.observe(4, &cap(&connack, false, 9)),
             Some(Pair {
                 request: 2,
                 answer: 4,
