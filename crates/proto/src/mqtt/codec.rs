@@ -234,10 +234,16 @@ impl<'a> Reader<'a> {
 
     /// A length-prefixed UTF-8 string without U+0000 (§1.5.3).
     pub(super) fn string(&mut self, what: &'static str) -> Result<&'a str, DecodeError> {
-        let bytes = self.binary(what)?;
-        let s = std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)?;
+        let s = self.utf8(what)?;
         check_string(s)?;
         Ok(s)
+    }
+
+    /// A string whose caller checks it for U+0000 itself (topic names and filters are
+    /// validated in one pass that looks for it too).
+    pub(super) fn utf8(&mut self, what: &'static str) -> Result<&'a str, DecodeError> {
+        let bytes = self.binary(what)?;
+        std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)
     }
 
     /// Everything left in the body.

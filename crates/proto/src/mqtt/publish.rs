@@ -63,7 +63,7 @@ impl Publish {
         if dup && qos == QoS::AtMostOnce {
             return Err(DecodeError::DupWithQos0);
         }
-        let topic = r.string("topic name")?;
+        let topic = r.utf8("topic name")?;
         validate_topic_name(topic)?;
         let qospid = match qos {
             QoS::AtMostOnce => QosPid::AtMostOnce,

@@ -34,7 +34,7 @@ impl Subscribe {
         let pkid = r.packet_id()?;
         let mut filters = Vec::new();
         while r.remaining() > 0 {
-            let filter = r.string("topic filter")?;
+            let filter = r.utf8("topic filter")?;
             validate_topic_filter(filter)?;
             let options = r.u8("requested QoS")?;
             if options & 0xfc != 0 {

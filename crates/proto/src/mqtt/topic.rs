@@ -10,62 +10,65 @@ pub fn validate_topic_name(topic: &str) -> Result<(), DecodeError> {
     }
     // One pass, eight bytes at a time: the common case is a long IoT Hub topic with a
     // property bag and none of these bytes.
-    if !has_special(topic.as_bytes()) {
-        return Ok(());
+    match first_special(topic.as_bytes()) {
+        None => Ok(()),
+        Some(_) if topic.as_bytes().contains(&0) => Err(DecodeError::NullCharacter),
+        Some(_) => Err(DecodeError::WildcardInTopicName(topic.to_string())),
     }
-    if topic.as_bytes().contains(&0) {
-        return Err(DecodeError::NullCharacter);
-    }
-    Err(DecodeError::WildcardInTopicName(topic.to_string()))
 }
 
 /// A SUBSCRIBE/UNSUBSCRIBE topic filter: at least one character; `#` only alone as the
 /// last level (MQTT-4.7.1-2); `+` only alone in a level (MQTT-4.7.1-3); no U+0000.
 pub fn validate_topic_filter(filter: &str) -> Result<(), DecodeError> {
-    if filter.is_empty() {
+    let b = filter.as_bytes();
+    if b.is_empty() {
         return Err(DecodeError::EmptyTopic);
     }
-    if !has_special(filter.as_bytes()) {
-        return Ok(());
-    }
-    if filter.as_bytes().contains(&0) {
-        return Err(DecodeError::NullCharacter);
-    }
-    let b = filter.as_bytes();
-    let starts_level = |i: usize| i == 0 || b[i - 1] == b'/';
-    let ends_level = |i: usize| i + 1 == b.len() || b[i + 1] == b'/';
-    for (i, &c) in b.iter().enumerate() {
-        let ok = match c {
-            b'#' => starts_level(i) && i + 1 == b.len(),
-            b'+' => starts_level(i) && ends_level(i),
-            _ => true,
+    // Only the special bytes are looked at, found eight bytes at a time: an IoT Hub filter
+    // has one `#`, at its end.
+    let mut from = 0;
+    while let Some(i) = first_special(&b[from..]).map(|i| from + i) {
+        let ok = match b[i] {
+            0 => return Err(DecodeError::NullCharacter),
+            b'#' => (i == 0 || b[i - 1] == b'/') && i + 1 == b.len(),
+            _ => (i == 0 || b[i - 1] == b'/') && (i + 1 == b.len() || b[i + 1] == b'/'),
         };
         if !ok {
+            // A NUL later in the filter is the error to report.
+            if b[i..].contains(&0) {
+                return Err(DecodeError::NullCharacter);
+            }
             return Err(DecodeError::InvalidTopicFilter(filter.to_string()));
         }
+        from = i + 1;
     }
     Ok(())
 }
 
-/// Whether `b` holds a NUL, `+` or `#` byte. Word-at-a-time (SWAR): a byte of `x ^ c` is
-/// zero exactly where `x` has `c`, and `(v - 0x01..) & !v & 0x80..` is nonzero exactly when
-/// `v` has a zero byte.
-fn has_special(b: &[u8]) -> bool {
+/// The index of the first NUL, `+` or `#` byte in `b`. Word-at-a-time (SWAR): a byte of
+/// `x ^ c` is zero exactly where `x` has `c`, and `(v - 0x01..) & !v & 0x80..` marks the
+/// zero bytes of `v` (and possibly bytes after a zero one, never before it: so its lowest
+/// mark, the first byte in little-endian order, is exact).
+fn first_special(b: &[u8]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
     let mut chunks = b.chunks_exact(8);
+    let mut at = 0;
     for c in &mut chunks {
         let x = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
         // '+' (0x2b) and '#' (0x23) differ only in bit 3: clear it and look for '#'.
-        if zero(x) | zero((x & !(LO * 0x08)) ^ (LO * u64::from(b'#'))) != 0 {
-            return true;
+        let m = zero(x) | zero((x & !(LO * 0x08)) ^ (LO * u64::from(b'#')));
+        if m != 0 {
+            return Some(at + m.trailing_zeros() as usize / 8);
         }
+        at += 8;
     }
     chunks
         .remainder()
         .iter()
-        .any(|&c| c == 0 || c == b'+' || c == b'#')
+        .position(|&c| c == 0 || c == b'+' || c == b'#')
+        .map(|i| at + i)
 }
 
 /// Whether `topic` matches `filter` (§4.7): `+` matches one level, `#` the rest (the
@@ -95,8 +98,29 @@ mod tests {
     proptest! {
         #[test]
         fn the_word_scan_agrees_with_a_byte_scan(b in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let naive = b.iter().any(|&c| c == 0 || c == b'+' || c == b'#');
-            prop_assert_eq!(super::has_special(&b), naive);
+            let naive = b.iter().position(|&c| c == 0 || c == b'+' || c == b'#');
+            prop_assert_eq!(super::first_special(&b), naive);
+        }
+
+        #[test]
+        fn filter_validation_agrees_with_the_rules_level_by_level(
+            f in proptest::collection::vec(prop_oneof![Just('a'), Just('/'), Just('+'), Just('#'), Just('\0')], 0..24)
+        ) {
+            let f: String = f.into_iter().collect();
+            let levels: Vec<&str> = f.split('/').collect();
+            let naive = if f.is_empty() {
+                Err(super::DecodeError::EmptyTopic)
+            } else if f.contains('\0') {
+                Err(super::DecodeError::NullCharacter)
+            } else if levels.iter().enumerate().all(|(i, l)| {
+                (!l.contains('#') || (*l == "#" && i + 1 == levels.len()))
+                    && (!l.contains('+') || *l == "+")
+            }) {
+                Ok(())
+            } else {
+                Err(super::DecodeError::InvalidTopicFilter(f.clone()))
+            };
+            prop_assert_eq!(super::validate_topic_filter(&f), naive);
         }
     }
 
@@ -107,14 +131,19 @@ mod tests {
                 for c in [0u8, b'+', b'#'] {
                     let mut b = vec![b'a'; len];
                     b[at] = c;
-                    assert!(super::has_special(&b), "{c} at {at} of {len}");
+                    assert_eq!(super::first_special(&b), Some(at), "{c} at {at} of {len}");
+                    // A 0x01 after a NUL is a false mark of the word scan: never first.
+                    if at + 1 < len {
+                        b[at + 1] = 1;
+                        assert_eq!(super::first_special(&b), Some(at));
+                    }
                 }
             }
-            assert!(!super::has_special(&vec![b'a'; len]));
+            assert_eq!(super::first_special(&vec![b'a'; len]), None);
             // Neighbours of the special bytes are not special.
-            assert!(!super::has_special(&vec![b'*'; len]));
-            assert!(!super::has_special(&vec![0x01; len]));
-            assert!(!super::has_special(&vec![b'$'; len]));
+            assert_eq!(super::first_special(&vec![b'*'; len]), None);
+            assert_eq!(super::first_special(&vec![0x01; len]), None);
+            assert_eq!(super::first_special(&vec![b'$'; len]), None);
         }
     }
 

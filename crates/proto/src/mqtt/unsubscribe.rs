@@ -24,7 +24,7 @@ impl Unsubscribe {
         let pkid = r.packet_id()?;
         let mut filters = Vec::new();
         while r.remaining() > 0 {
-            let f = r.string("topic filter")?;
+            let f = r.utf8("topic filter")?;
             validate_topic_filter(f)?;
             filters.push(f.to_string());
         }
