@@ -114,6 +114,9 @@ pub struct Store {
     retention: Retention,
     /// Messages stored per device since its last per-device prune.
     since_prune: std::cell::RefCell<std::collections::HashMap<String, u32>>,
+    /// The last event sequence number handed out, or one above it (sequence numbers only
+    /// grow): whether the next message takes the total past the retention.
+    last_seq: std::cell::Cell<i64>,
 }
 
 /// How much telemetry is kept: the oldest is dropped first.
@@ -202,10 +205,20 @@ impl Store {
         // Statements are parsed once and kept (parsing was a tenth of devhub's time under
         // a telemetry load).
         db.set_prepared_statement_cache_capacity(64);
+        // AUTOINCREMENT keeps the highest number ever given in sqlite_sequence.
+        let last_seq = db
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
         Ok(Store {
             db,
             retention: Retention::default(),
             since_prune: Default::default(),
+            last_seq: std::cell::Cell::new(last_seq),
         })
     }
 
@@ -499,42 +512,44 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a telemetry message; returns its sequence number.
+    /// Stores a telemetry message (`properties`: its JSON text); returns its sequence
+    /// number.
     pub fn add_event(
         &self,
         device: &str,
         module: Option<&str>,
-        properties: &Value,
+        properties: &str,
         body: &[u8],
         enqueued_time: &str,
     ) -> Result<i64, StoreError> {
-        // The insert and the retention deletes commit together (one set of file locks, one
-        // WAL commit), or with the rest of the batch they are part of (`begin_batch`).
-        self.in_savepoint(|| {
+        // Per device: every PRUNE_EVERY of its messages, drop all but its newest.
+        let prune = {
+            let mut counts = self.since_prune.borrow_mut();
+            let n = match counts.get_mut(device) {
+                Some(n) => n,
+                None => counts.entry(device.to_string()).or_insert(0),
+            };
+            *n += 1;
+            let due = *n >= PRUNE_EVERY;
+            if due {
+                *n = 0;
+            }
+            due
+        };
+        // In all: sequence numbers only grow, so keeping the newest `total` numbers is one
+        // indexed range delete, due once the numbers pass `total`.
+        let total = i64::from(self.retention.total);
+        let store = || -> Result<i64, StoreError> {
             self.exec(
                 "INSERT INTO events (device_id, module_id, properties, body, enqueued_time) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![device, module, properties.to_string(), body, enqueued_time],
+                params![device, module, properties, body, enqueued_time],
             )?;
             let seq = self.db.last_insert_rowid();
-            // Retention. In all: sequence numbers only grow, so keeping the newest `total`
-            // numbers is one indexed range delete.
-            self.exec(
-                "DELETE FROM events WHERE seq <= ?1",
-                [seq - i64::from(self.retention.total)],
-            )?;
-            // Per device: every PRUNE_EVERY of its messages, drop all but its newest.
-            let due = {
-                let mut counts = self.since_prune.borrow_mut();
-                let n = counts.entry(device.to_string()).or_insert(0);
-                *n += 1;
-                if *n >= PRUNE_EVERY {
-                    *n = 0;
-                    true
-                } else {
-                    false
-                }
-            };
-            if due {
+            self.last_seq.set(seq);
+            if seq > total {
+                self.exec("DELETE FROM events WHERE seq <= ?1", [seq - total])?;
+            }
+            if prune {
                 self.exec(
                     "DELETE FROM events WHERE device_id = ?1 AND seq <= (
                          SELECT seq FROM events WHERE device_id = ?1
@@ -543,7 +558,16 @@ impl Store {
                 )?;
             }
             Ok(seq)
-        })
+        };
+        // With a delete due, the insert and the deletes commit together (one set of file
+        // locks, one WAL commit), or with the rest of the batch they are part of
+        // (`begin_batch`). Without, the insert is one statement, whole or not at all, and
+        // a savepoint around it was two more statements a message.
+        if prune || self.last_seq.get() >= total {
+            self.in_savepoint(store)
+        } else {
+            store()
+        }
     }
 
     /// Runs `f` inside a savepoint: what it writes stays if it succeeds and is undone if it

@@ -912,10 +912,10 @@ fn stored_telemetry_is_bounded_per_device_and_in_all_oldest_first() {
         per_device: 100,
         total: 250,
     });
-    let props = json!({});
+    let props = "{}";
     for i in 0..1000 {
         store
-            .add_event("d1", None, &props, format!("{i}").as_bytes(), "t")
+            .add_event("d1", None, props, format!("{i}").as_bytes(), "t")
             .unwrap();
     }
     let d1 = store.events(Some("d1"), 0, 10_000).unwrap();
@@ -931,7 +931,7 @@ fn stored_telemetry_is_bounded_per_device_and_in_all_oldest_first() {
     );
     for i in 0..300 {
         store
-            .add_event("d2", None, &props, format!("{i}").as_bytes(), "t")
+            .add_event("d2", None, props, format!("{i}").as_bytes(), "t")
             .unwrap();
     }
     let all = store.events(None, 0, 10_000).unwrap();

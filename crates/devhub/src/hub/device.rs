@@ -306,24 +306,18 @@ impl Hub {
             );
         }
         let c = &self.conns[&conn];
-        let (identity, model_id, hub_scoped, generation_id) = (
-            c.identity.clone(),
-            c.model_id.clone(),
-            c.hub_scoped,
-            c.generation_id.clone(),
-        );
         let mut extra = Vec::new();
         if p.retain {
             extra.push(("mqtt-retain", "true".to_string()));
         }
         match self.store_event(
-            &identity,
+            &c.identity,
             &props,
             &p.payload,
             &extra,
-            model_id.as_deref(),
-            hub_scoped,
-            &generation_id,
+            c.model_id.as_deref(),
+            c.hub_scoped,
+            &c.generation_id,
             now_ms,
         ) {
             Ok(ev) => {
@@ -352,37 +346,7 @@ impl Hub {
         generation_id: &str,
         now_ms: u64,
     ) -> Result<Option<EventRecord>, StoreError> {
-        let system: Map<String, Value> = props
-            .system
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
-            .collect();
-        let mut application: Map<String, Value> = props
-            .app
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v.clone().map(Value::String).unwrap_or(Value::Null),
-                )
-            })
-            .collect();
-        for (k, v) in extra {
-            application.insert(k.to_string(), Value::String(v.clone()));
-        }
-        let mut stamps = Map::new();
-        stamps.insert(
-            "iothub-connection-device-id".into(),
-            id.device.as_str().into(),
-        );
-        if let Some(m) = &id.module {
-            stamps.insert("iothub-connection-module-id".into(), m.as_str().into());
-        }
-        stamps.insert(
-            "iothub-connection-auth-generation-id".into(),
-            generation_id.into(),
-        );
-        // The hub's JSON text, as a constant: this runs for every message.
+        // The hub's JSON text for the auth method, as a constant: this runs for every message.
         let method = if hub_scoped {
             r#"{"scope":"hub","type":"sas","issuer":"iothub"}"#
         } else if id.module.is_some() {
@@ -390,13 +354,24 @@ impl Hub {
         } else {
             r#"{"scope":"device","type":"sas","issuer":"iothub"}"#
         };
-        stamps.insert("iothub-connection-auth-method".into(), method.into());
         let enqueued = iso(now_ms);
-        stamps.insert("iothub-enqueuedtime".into(), enqueued.clone().into());
-        if let Some(m) = model_id {
-            stamps.insert("dt-dataschema".into(), m.into());
+        let mut stamps = vec![("iothub-connection-device-id", Some(id.device.as_str()))];
+        if let Some(m) = &id.module {
+            stamps.push(("iothub-connection-module-id", Some(m.as_str())));
         }
-        let properties = json!({"system": system, "application": application, "stamps": stamps});
+        stamps.push(("iothub-connection-auth-generation-id", Some(generation_id)));
+        stamps.push(("iothub-connection-auth-method", Some(method)));
+        stamps.push(("iothub-enqueuedtime", Some(&enqueued)));
+        if let Some(m) = model_id {
+            stamps.push(("dt-dataschema", Some(m)));
+        }
+        let app = props
+            .app
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_deref()))
+            .chain(extra.iter().map(|(k, v)| (*k, Some(v.as_str()))));
+        let properties =
+            properties_json(props.system.iter().map(|(k, v)| (k, Some(v))), app, stamps);
         let module = id.module.as_ref().map(ModuleId::as_str);
         let seq = self
             .store
@@ -406,6 +381,7 @@ impl Hub {
         if !self.event_listeners {
             return Ok(None);
         }
+        let properties = serde_json::from_str(&properties).unwrap_or(Value::Null);
         Ok(Some(EventRecord::new(
             seq,
             id.device.as_str(),
@@ -756,5 +732,116 @@ impl Hub {
             }
         }
         out
+    }
+}
+
+/// A stored message's properties as the hub's JSON text, `{"system": {..}, "application":
+/// {..}, "stamps": {..}}`, written straight out: this runs for every message, and building
+/// `serde_json` maps first cost two allocations a property. A name given twice keeps its
+/// first place and its last value (as a JSON map built by inserting would).
+fn properties_json<'a>(
+    system: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    application: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    stamps: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> String {
+    let mut out = Vec::with_capacity(512);
+    out.push(b'{');
+    json_section(&mut out, "system", system);
+    out.push(b',');
+    json_section(&mut out, "application", application);
+    out.push(b',');
+    json_section(&mut out, "stamps", stamps);
+    out.push(b'}');
+    // serde_json writes UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// `"name":{..}` of [`properties_json`].
+fn json_section<'a>(
+    out: &mut Vec<u8>,
+    name: &str,
+    items: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) {
+    let mut kept: Vec<(&str, Option<&str>)> = Vec::new();
+    for (k, v) in items {
+        match kept.iter_mut().find(|(n, _)| *n == k) {
+            Some(slot) => slot.1 = v,
+            None => kept.push((k, v)),
+        }
+    }
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":{");
+    for (i, (k, v)) in kept.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, k);
+        out.push(b':');
+        let _ = serde_json::to_writer(&mut *out, v);
+    }
+    out.push(b'}');
+}
+
+#[cfg(test)]
+mod properties_tests {
+    use serde_json::{json, Map, Value};
+
+    type Items<'a> = Vec<(&'a str, Option<&'a str>)>;
+
+    /// What building `serde_json` maps makes of the same properties.
+    fn by_maps(system: &Items, application: &Items, stamps: &Items) -> String {
+        let map = |items: &Items| -> Map<String, Value> {
+            let mut m = Map::new();
+            for (k, v) in items {
+                m.insert(
+                    k.to_string(),
+                    v.map_or(Value::Null, |v| Value::String(v.into())),
+                );
+            }
+            m
+        };
+        json!({"system": map(system), "application": map(application), "stamps": map(stamps)})
+            .to_string()
+    }
+
+    #[test]
+    fn the_text_is_what_json_maps_make_of_the_same_properties() {
+        let cases: Vec<(Items, Items, Items)> = vec![
+            (vec![], vec![], vec![]),
+            (
+                vec![
+                    ("contentType", Some("application/json")),
+                    ("messageId", Some("m-1")),
+                ],
+                vec![
+                    ("zone", Some("north \"wing\"")),
+                    ("flag", None),
+                    ("zone", Some("south")),
+                    ("mqtt-retain", Some("true")),
+                ],
+                vec![
+                    ("iothub-connection-device-id", Some("d1")),
+                    ("iothub-enqueuedtime", Some("2026-11-30T00:00:00.000Z")),
+                ],
+            ),
+            (
+                vec![],
+                vec![
+                    ("ünïcode\u{1}\n", Some("tab\there \\ slash / é")),
+                    ("emoji", Some("🌡")),
+                ],
+                vec![(
+                    "iothub-connection-auth-method",
+                    Some(r#"{"scope":"device","type":"sas","issuer":"iothub"}"#),
+                )],
+            ),
+        ];
+        for (sys, app, st) in &cases {
+            let text = super::properties_json(sys.clone(), app.clone(), st.clone());
+            assert_eq!(text, by_maps(sys, app, st));
+            let _: Value = serde_json::from_str(&text).expect("valid JSON");
+        }
     }
 }
