@@ -52,13 +52,26 @@ pub fn validate_topic_filter(filter: &str) -> Result<(), DecodeError> {
 fn first_special(b: &[u8]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
-    let zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
-    let mut chunks = b.chunks_exact(8);
-    let mut at = 0;
-    for c in &mut chunks {
+    let marks = |c: &[u8]| {
         let x = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
         // '+' (0x2b) and '#' (0x23) differ only in bit 3: clear it and look for '#'.
-        let m = zero(x) | zero((x & !(LO * 0x08)) ^ (LO * u64::from(b'#')));
+        zero(x) | zero((x & !(LO * 0x08)) ^ (LO * u64::from(b'#')))
+    };
+    // Skip 32 bytes at a time while none is special (four independent words, one
+    // branch); a word's false marks only follow a true one in that word.
+    let mut at = 0;
+    for block in b.chunks_exact(32) {
+        if (marks(&block[..8]) | marks(&block[8..16]) | marks(&block[16..24]) | marks(&block[24..]))
+            != 0
+        {
+            break;
+        }
+        at += 32;
+    }
+    let mut chunks = b[at..].chunks_exact(8);
+    for c in &mut chunks {
+        let m = marks(c);
         if m != 0 {
             return Some(at + m.trailing_zeros() as usize / 8);
         }
