@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{json, Map, Value};
 
@@ -211,8 +211,8 @@ pub struct Record {
     pub pid: Option<u16>,
     /// Flags set: `DUP`, `RETAIN`, `clean session`, `session present`.
     pub flags: Vec<&'static str>,
-    /// The payload's first [`PAYLOAD_KEPT`] bytes.
-    pub payload: Vec<u8>,
+    /// The payload's first [`PAYLOAD_KEPT`] bytes (shared with the kept packet).
+    pub payload: Arc<Vec<u8>>,
     /// The payload's full length.
     pub payload_len: usize,
     /// The packet's size on the wire, when known.
@@ -229,8 +229,15 @@ impl Record {
         Record::of(p, outbound, at, size, None)
     }
 
-    /// [`Record::new`] of a packet whose payload is cut, with the full length.
-    fn of(p: &Packet, outbound: bool, at: u64, size: usize, cut_from: Option<usize>) -> Record {
+    /// [`Record::new`] of a packet whose payload was taken out: `kept` is the payload (cut)
+    /// and its full length.
+    fn of(
+        p: &Packet,
+        outbound: bool,
+        at: u64,
+        size: usize,
+        kept: Option<(&Arc<Vec<u8>>, usize)>,
+    ) -> Record {
         let mut r = Record {
             outbound,
             at,
@@ -242,7 +249,7 @@ impl Record {
             qos: None,
             pid: None,
             flags: Vec::new(),
-            payload: Vec::new(),
+            payload: Arc::default(),
             payload_len: 0,
             size,
             rid: None,
@@ -265,7 +272,7 @@ impl Record {
                 if let Some(w) = &c.last_will {
                     r.props.push(("will topic".into(), w.topic.clone()));
                     r.payload_len = w.message.len();
-                    r.payload = w.message[..w.message.len().min(PAYLOAD_KEPT)].to_vec();
+                    r.payload = Arc::new(w.message[..w.message.len().min(PAYLOAD_KEPT)].to_vec());
                 }
                 if c.clean_session {
                     r.flags.push("clean session");
@@ -294,7 +301,7 @@ impl Record {
                     r.flags.push("RETAIN");
                 }
                 r.payload_len = pb.payload.len();
-                r.payload = pb.payload[..pb.payload.len().min(PAYLOAD_KEPT)].to_vec();
+                r.payload = Arc::new(pb.payload[..pb.payload.len().min(PAYLOAD_KEPT)].to_vec());
                 let (kind, what) = match Topic::parse(&pb.topic) {
                     Ok(Topic::Telemetry { props, .. }) => {
                         r.props = props.into_display_pairs();
@@ -375,8 +382,9 @@ impl Record {
             Packet::PingReq | Packet::PingResp | Packet::Disconnect => {}
         }
         // The topic was parsed above: the summary does not parse it again.
-        r.summary = summarize_as(p, r.what, cut_from);
-        if let Some(len) = cut_from {
+        r.summary = summarize_as(p, r.what, kept.map(|k| k.1));
+        if let Some((payload, len)) = kept {
+            r.payload = Arc::clone(payload);
             r.payload_len = len;
         }
         r
@@ -393,14 +401,16 @@ impl Record {
     }
 }
 
-/// A packet as the inspector keeps it: the packet itself, with its payload cut at
-/// [`PAYLOAD_KEPT`] and the CONNECT password (the SAS token) blanked, decoded into a
-/// [`Record`] on first use. A telemetry burst then costs the inspector a move, not a
-/// decode: the record's strings (properties, summary) are made only for the rows shown,
-/// and for every entry once a filter or an export reads them.
+/// A packet as the inspector keeps it: the packet itself, its payload (cut at
+/// [`PAYLOAD_KEPT`]) kept beside it, and the CONNECT password (the SAS token) blanked;
+/// decoded into a [`Record`] on first use, which shares the payload. A telemetry burst then
+/// costs the inspector a move, not a decode: the record's strings (properties, summary) are
+/// made only for the rows shown, and for every entry once a filter or an export reads them.
 #[derive(Clone, Debug)]
 pub struct Captured {
+    /// The packet with its PUBLISH payload or will message taken out (into `payload`).
     packet: Packet,
+    payload: Arc<Vec<u8>>,
     outbound: bool,
     at: u64,
     size: usize,
@@ -411,38 +421,37 @@ pub struct Captured {
 impl Captured {
     /// Keeps `p` (`size` = bytes on the wire).
     pub fn new(mut p: Packet, outbound: bool, at: u64, size: usize) -> Captured {
-        let cut = |body: &mut Vec<u8>| {
+        let take = |body: &mut Vec<u8>| {
+            let mut body = std::mem::take(body);
             let len = body.len();
             if len > PAYLOAD_KEPT {
                 body.truncate(PAYLOAD_KEPT);
                 body.shrink_to_fit();
             }
-            len
+            (body, len)
         };
-        let payload_len = match &mut p {
-            Packet::Publish(pb) => cut(&mut pb.payload),
+        let (payload, payload_len) = match &mut p {
+            Packet::Publish(pb) => take(&mut pb.payload),
             Packet::Connect(c) => {
                 // The token is never kept, only its length.
                 if let Some(pw) = &mut c.password {
                     pw.fill(0);
                 }
-                c.last_will.as_mut().map_or(0, |w| cut(&mut w.message))
+                c.last_will
+                    .as_mut()
+                    .map_or((Vec::new(), 0), |w| take(&mut w.message))
             }
-            _ => 0,
+            _ => (Vec::new(), 0),
         };
         Captured {
             packet: p,
+            payload: Arc::new(payload),
             outbound,
             at,
             size,
             payload_len,
             record: OnceLock::new(),
         }
-    }
-
-    /// The packet (payload cut, password blanked).
-    pub fn packet(&self) -> &Packet {
-        &self.packet
     }
 
     /// Sent by the device (else received from the hub).
@@ -458,8 +467,8 @@ impl Captured {
     /// The packet decoded for the inspector (made on first use, then kept).
     pub fn record(&self) -> &Record {
         self.record.get_or_init(|| {
-            let (p, len) = (&self.packet, self.payload_len);
-            Record::of(p, self.outbound, self.at, self.size, Some(len))
+            let kept = Some((&self.payload, self.payload_len));
+            Record::of(&self.packet, self.outbound, self.at, self.size, kept)
         })
     }
 }
@@ -470,6 +479,7 @@ impl PartialEq for Captured {
         (self.outbound, self.at, self.size, self.payload_len)
             == (o.outbound, o.at, o.size, o.payload_len)
             && self.packet == o.packet
+            && self.payload == o.payload
     }
 }
 
@@ -671,7 +681,7 @@ pub fn export_json(id: u64, r: &Record, pair: Option<&Pair>) -> Value {
                 use base64::Engine;
                 o.insert(
                     "payloadBase64".into(),
-                    json!(base64::engine::general_purpose::STANDARD.encode(&r.payload)),
+                    json!(base64::engine::general_purpose::STANDARD.encode(r.payload.as_slice())),
                 )
             }
         };
@@ -732,13 +742,12 @@ mod tests {
         let big = vec![b'a'; PAYLOAD_KEPT * 3];
         let p = publish("devices/d/messages/events/a=1", Some(3), &big);
         let c = cap(&p, true, 7);
-        let Packet::Publish(kept) = c.packet() else {
-            panic!("not a PUBLISH")
-        };
-        assert_eq!(kept.payload.len(), PAYLOAD_KEPT);
+        assert_eq!(c.record().payload.len(), PAYLOAD_KEPT);
         // The record of the cut packet is the record of the whole one.
         assert_eq!(c.record(), &rec(&p, true, 7));
         assert!(c.record().truncated());
+        // The record shares the kept payload: it is in memory once.
+        assert!(Arc::ptr_eq(&c.record().payload, &c.payload));
         // Whether the record was made does not change equality.
         assert_eq!(c, cap(&p, true, 7));
 
@@ -751,7 +760,7 @@ mod tests {
             password: Some(b"SharedAccessSignature sr=h&sig=s3cr3t&se=1".to_vec()),
         });
         let c = cap(&connect, true, 1);
-        let Packet::Connect(kept) = c.packet() else {
+        let Packet::Connect(kept) = &c.packet else {
             panic!("not a CONNECT")
         };
         let pw = kept.password.as_deref().unwrap();
