@@ -21,7 +21,7 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
-use twinscope_proto::mqtt::{Decoder, Packet};
+use twinscope_proto::mqtt::{Decoder, Packet, PacketRef};
 
 use crate::hub::{Action, ConnId, Hub};
 use crate::store::EventRecord;
@@ -458,27 +458,29 @@ impl Inbound {
     fn process(&mut self, shared: &Shared) -> Result<(), String> {
         let mut batch = Vec::new();
         let mut error = None;
+        let mut drained = false;
+        // A PUBLISH is handed over borrowed from the receive buffer (telemetry is stored
+        // from it without a copy), so the buffer changes only after the batch.
         for _ in 0..BATCH {
-            match self.decoder.decode(&self.buf[self.start..]) {
+            match self.decoder.decode_ref(&self.buf[self.start..]) {
                 Ok(None) => {
-                    self.buf.drain(..self.start);
-                    self.start = 0;
-                    self.more = false;
+                    drained = true;
                     break;
                 }
                 Ok(Some((packet, used))) => {
                     self.start += used;
-                    match (self.connected, &packet) {
-                        (false, Packet::Connect(_)) => self.connected = true,
-                        (false, p) => {
-                            error = Some(format!("{} before CONNECT", p.name()));
+                    let connect = matches!(packet, PacketRef::Other(Packet::Connect(_)));
+                    match (self.connected, connect) {
+                        (false, true) => self.connected = true,
+                        (false, false) => {
+                            error = Some(format!("{} before CONNECT", packet.name()));
                             break;
                         }
-                        (true, Packet::Connect(_)) => {
+                        (true, true) => {
                             error = Some("second CONNECT".into());
                             break;
                         }
-                        (true, _) => {}
+                        (true, false) => {}
                     }
                     batch.push(packet);
                 }
@@ -496,14 +498,19 @@ impl Inbound {
                     for p in batch {
                         let now = now_ms();
                         out.extend(match p {
-                            Packet::Connect(c) => h.connect(id, c, now),
-                            p => h.packet(id, p, now),
+                            PacketRef::Other(Packet::Connect(c)) => h.connect(id, c, now),
+                            p => h.packet_ref(id, p, now),
                         });
                     }
                     out
                 });
                 ((), actions)
             });
+        }
+        if drained {
+            self.buf.drain(..self.start);
+            self.start = 0;
+            self.more = false;
         }
         error.map_or(Ok(()), Err)
     }

@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use twinscope_proto::mqtt::{
     decode, ConnAck, Connect, ConnectReturnCode, DecodeError, Decoder, LastWill, Packet, PacketId,
-    Publish, QoS, QosPid, SubAck, SubAckCode, Subscribe, SubscribeFilter, Unsubscribe,
+    PacketRef, Publish, QoS, QosPid, SubAck, SubAckCode, Subscribe, SubscribeFilter, Unsubscribe,
 };
 
 fn pid() -> impl Strategy<Value = PacketId> {
@@ -165,7 +165,26 @@ proptest! {
         prop_assert_eq!(used, bytes.len());
         prop_assert_eq!(&q, &p);
         // And re-encoding is byte-identical.
-        prop_assert_eq!(q.to_bytes().unwrap(), bytes);
+        prop_assert_eq!(&q.to_bytes().unwrap(), &bytes);
+        // The borrowing decoder reads the same packet, a PUBLISH's topic and payload
+        // lent out of the bytes themselves.
+        let (r, used) = Decoder::default().decode_ref(&bytes).unwrap().unwrap();
+        prop_assert_eq!(used, bytes.len());
+        match &r {
+            PacketRef::Publish(pr) => {
+                let within = |s: &[u8]| bytes.as_ptr_range().contains(&s.as_ptr()) || s.is_empty();
+                prop_assert!(within(pr.topic.as_bytes()) && within(pr.payload));
+                let Packet::Publish(o) = &p else {
+                    return Err(TestCaseError::fail("a PUBLISH decoded from another packet"));
+                };
+                prop_assert_eq!(pr, &o.as_ref());
+            }
+            PacketRef::Other(o) => {
+                prop_assert!(!matches!(o, Packet::Publish(_)));
+                prop_assert_eq!(o, &p);
+            }
+        }
+        prop_assert_eq!(r.into_owned(), p);
     }
 
     /// Any strict prefix of a packet is "need more", never an error or a packet.

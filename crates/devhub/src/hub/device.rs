@@ -164,13 +164,26 @@ impl Hub {
         out
     }
 
-    /// Handles a packet after CONNECT.
-    pub fn packet(&mut self, conn: ConnId, p: Packet, now_ms: u64) -> Vec<Action> {
-        if self.is_dps_conn(conn) {
-            return self.dps_packet(conn, p, now_ms);
+    /// [`Hub::packet`] for a packet from [`twinscope_proto::mqtt::Decoder::decode_ref`]: a device's PUBLISH is
+    /// handled where it lies in the receive buffer (telemetry goes to the store without a
+    /// copy of its own); anything else is made owned first.
+    pub fn packet_ref(&mut self, conn: ConnId, p: PacketRef<'_>, now_ms: u64) -> Vec<Action> {
+        match p {
+            PacketRef::Publish(pb) if !self.is_dps_conn(conn) => {
+                if let Some(refused) = self.before_packet(conn, now_ms) {
+                    return refused;
+                }
+                self.publish(conn, pb, now_ms)
+            }
+            p => self.packet(conn, p.into_owned(), now_ms),
         }
+    }
+
+    /// What every packet of a device connection goes through first: the connection is
+    /// known and seen now, and the random-drop fault may end it (the actions to take then).
+    fn before_packet(&mut self, conn: ConnId, now_ms: u64) -> Option<Vec<Action>> {
         let Some(c) = self.conns.get_mut(&conn) else {
-            return vec![Action::Close(conn, "packet before CONNECT".into())];
+            return Some(vec![Action::Close(conn, "packet before CONNECT".into())]);
         };
         c.last_seen_ms = now_ms;
         if self.faults.drop_rate > 0.0 {
@@ -181,11 +194,22 @@ impl Hub {
                 .get_or_insert_with(|| StdRng::seed_from_u64(0))
                 .gen();
             if roll < rate {
-                return self.close_with(conn, "fault injection: random drop", now_ms);
+                return Some(self.close_with(conn, "fault injection: random drop", now_ms));
             }
         }
+        None
+    }
+
+    /// Handles a packet after CONNECT.
+    pub fn packet(&mut self, conn: ConnId, p: Packet, now_ms: u64) -> Vec<Action> {
+        if self.is_dps_conn(conn) {
+            return self.dps_packet(conn, p, now_ms);
+        }
+        if let Some(refused) = self.before_packet(conn, now_ms) {
+            return refused;
+        }
         match p {
-            Packet::Publish(p) => self.publish(conn, p, now_ms),
+            Packet::Publish(p) => self.publish(conn, p.as_ref(), now_ms),
             Packet::PubAck(pid) => self.puback(conn, pid, now_ms),
             Packet::Subscribe(s) => self.subscribe(conn, s, now_ms),
             Packet::Unsubscribe(u) => {
@@ -231,11 +255,11 @@ impl Hub {
         out
     }
 
-    pub(super) fn publish(&mut self, conn: ConnId, p: Publish, now_ms: u64) -> Vec<Action> {
+    pub(super) fn publish(&mut self, conn: ConnId, p: PublishRef<'_>, now_ms: u64) -> Vec<Action> {
         if p.qospid.qos() == QoS::ExactlyOnce {
             return self.close_with(conn, "QoS 2 PUBLISH is not supported by IoT Hub", now_ms);
         }
-        let topic = match Topic::parse(&p.topic) {
+        let topic = match Topic::parse(p.topic) {
             Ok(t) => t,
             Err(e) => return self.close_with(conn, &format!("undocumented topic: {e}"), now_ms),
         };
@@ -249,7 +273,7 @@ impl Hub {
                 self.telemetry(conn, p, props, now_ms)
             }
             Topic::TwinGet { rid } => self.twin_get(conn, &rid, now_ms),
-            Topic::TwinPatchReported { rid } => self.twin_patch(conn, &rid, &p.payload, now_ms),
+            Topic::TwinPatchReported { rid } => self.twin_patch(conn, &rid, p.payload, now_ms),
             Topic::MethodResponse { status, rid } => {
                 let call = self
                     .calls
@@ -262,8 +286,8 @@ impl Hub {
                     let payload = if p.payload.is_empty() {
                         Value::Null
                     } else {
-                        serde_json::from_slice(&p.payload).unwrap_or_else(|_| {
-                            Value::String(String::from_utf8_lossy(&p.payload).into_owned())
+                        serde_json::from_slice(p.payload).unwrap_or_else(|_| {
+                            Value::String(String::from_utf8_lossy(p.payload).into_owned())
                         })
                     };
                     out.push(Action::MethodResult {
@@ -287,7 +311,7 @@ impl Hub {
     pub(super) fn telemetry(
         &mut self,
         conn: ConnId,
-        p: Publish,
+        p: PublishRef<'_>,
         props: PropertyBag,
         now_ms: u64,
     ) -> Vec<Action> {
@@ -313,7 +337,7 @@ impl Hub {
         match self.store_event(
             &c.identity,
             &props,
-            &p.payload,
+            p.payload,
             &extra,
             c.model_id.as_deref(),
             c.hub_scoped,

@@ -28,7 +28,8 @@ use twinscope_proto::iothub::{
 };
 use twinscope_proto::mqtt::{
     topic_matches, validate_topic_filter, ConnAck, Connect, ConnectReturnCode, LastWill, Packet,
-    PacketId, Publish, QoS, QosPid, SubAck, SubAckCode, Subscribe, MAX_STRING_BYTES,
+    PacketId, PacketRef, Publish, PublishRef, QoS, QosPid, SubAck, SubAckCode, Subscribe,
+    MAX_STRING_BYTES,
 };
 
 mod device;

@@ -14,7 +14,7 @@
 
 use super::{
     ack, connack, connect, empty, publish, suback, subscribe, unsubscribe, DecodeError,
-    EncodeError, Packet, PacketId,
+    EncodeError, Packet, PacketId, PacketRef,
 };
 
 /// The largest remaining length MQTT can express (§2.2.3): 268,435,455.
@@ -55,6 +55,13 @@ fn remaining_length_varint(mut len: usize) -> ([u8; 4], usize) {
 }
 
 pub(super) fn decode(buf: &[u8], max: usize) -> Result<Option<(Packet, usize)>, DecodeError> {
+    Ok(decode_ref(buf, max)?.map(|(p, n)| (p.into_owned(), n)))
+}
+
+pub(super) fn decode_ref(
+    buf: &[u8],
+    max: usize,
+) -> Result<Option<(PacketRef<'_>, usize)>, DecodeError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
@@ -83,7 +90,10 @@ pub(super) fn decode(buf: &[u8], max: usize) -> Result<Option<(Packet, usize)>, 
             fixed_flags("CONNACK", flags, 0)?,
             &mut r,
         )?),
-        3 => Packet::Publish(publish::Publish::decode(flags, &mut r)?),
+        3 => {
+            let p = publish::PublishRef::decode(flags, &mut r)?;
+            return Ok(Some((PacketRef::Publish(p), total)));
+        }
         4 => Packet::PubAck(ack::decode(fixed_flags("PUBACK", flags, 0)?, &mut r)?),
         5 => Packet::PubRec(ack::decode(fixed_flags("PUBREC", flags, 0)?, &mut r)?),
         6 => Packet::PubRel(ack::decode(fixed_flags("PUBREL", flags, 0b0010)?, &mut r)?),
@@ -106,7 +116,7 @@ pub(super) fn decode(buf: &[u8], max: usize) -> Result<Option<(Packet, usize)>, 
         14 => empty::decode(Packet::Disconnect, fixed_flags("DISCONNECT", flags, 0)?, &r)?,
         _ => unreachable!("packet types 0 and 15 were rejected above"),
     };
-    Ok(Some((packet, total)))
+    Ok(Some((PacketRef::Other(packet), total)))
 }
 
 /// Checks flag bits that the specification fixes (MQTT-2.2.2-2); returns the packet name.

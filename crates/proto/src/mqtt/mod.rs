@@ -24,7 +24,7 @@ use std::num::NonZeroU16;
 pub use codec::MAX_REMAINING_LENGTH;
 pub use connack::{ConnAck, ConnectReturnCode};
 pub use connect::{Connect, LastWill};
-pub use publish::{Publish, QosPid};
+pub use publish::{Publish, PublishRef, QosPid};
 pub use suback::{SubAck, SubAckCode};
 pub use subscribe::{Subscribe, SubscribeFilter};
 pub use topic::{topic_matches, validate_topic_filter, validate_topic_name};
@@ -193,6 +193,43 @@ impl Decoder {
     /// and the connection should be closed.
     pub fn decode(&self, buf: &[u8]) -> Result<Option<(Packet, usize)>, DecodeError> {
         codec::decode(buf, self.max_packet_size)
+    }
+
+    /// [`Decoder::decode`], with a PUBLISH's topic and payload borrowed from `buf`
+    /// instead of copied (the other packets are small and owned).
+    pub fn decode_ref<'a>(
+        &self,
+        buf: &'a [u8],
+    ) -> Result<Option<(PacketRef<'a>, usize)>, DecodeError> {
+        codec::decode_ref(buf, self.max_packet_size)
+    }
+}
+
+/// A decoded packet, a PUBLISH borrowed from the bytes it came from
+/// ([`Decoder::decode_ref`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PacketRef<'a> {
+    /// A PUBLISH, its topic and payload borrowed.
+    Publish(PublishRef<'a>),
+    /// Any other packet.
+    Other(Packet),
+}
+
+impl PacketRef<'_> {
+    /// The packet type, e.g. `PUBLISH`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PacketRef::Publish(_) => "PUBLISH",
+            PacketRef::Other(p) => p.name(),
+        }
+    }
+
+    /// The packet, owned.
+    pub fn into_owned(self) -> Packet {
+        match self {
+            PacketRef::Publish(p) => Packet::Publish(p.to_owned()),
+            PacketRef::Other(p) => p,
+        }
     }
 }
 

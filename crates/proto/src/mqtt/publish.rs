@@ -55,8 +55,26 @@ pub struct Publish {
     pub payload: Vec<u8>,
 }
 
-impl Publish {
-    pub(super) fn decode(flags: u8, r: &mut Reader) -> Result<Publish, DecodeError> {
+/// A PUBLISH whose topic and payload are borrowed from the bytes it was decoded from
+/// ([`super::Decoder::decode_ref`]): no allocation and no copy. A hub that stores the
+/// payload or answers the request at once needs nothing more; [`PublishRef::to_owned`]
+/// makes a [`Publish`] for the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublishRef<'a> {
+    /// A redelivery of an earlier attempt (only with QoS 1 and 2).
+    pub dup: bool,
+    /// QoS and packet identifier.
+    pub qospid: QosPid,
+    /// Ask the server to retain the message.
+    pub retain: bool,
+    /// The topic name (validated: no wildcards, no NUL).
+    pub topic: &'a str,
+    /// The message body.
+    pub payload: &'a [u8],
+}
+
+impl<'a> PublishRef<'a> {
+    pub(super) fn decode(flags: u8, r: &mut Reader<'a>) -> Result<PublishRef<'a>, DecodeError> {
         let dup = flags & 0x08 != 0;
         let qos = QoS::try_from((flags >> 1) & 0x03)?;
         let retain = flags & 0x01 != 0;
@@ -70,15 +88,37 @@ impl Publish {
             QoS::AtLeastOnce => QosPid::AtLeastOnce(r.packet_id()?),
             QoS::ExactlyOnce => QosPid::ExactlyOnce(r.packet_id()?),
         };
-        // The payload is copied once, here, out of the receive buffer.
-        let payload = r.rest().to_vec();
-        Ok(Publish {
+        Ok(PublishRef {
             dup,
             qospid,
             retain,
-            topic: topic.to_string(),
-            payload,
+            topic,
+            payload: r.rest(),
         })
+    }
+
+    /// The same message, owned (the topic and payload copied once).
+    pub fn to_owned(&self) -> Publish {
+        Publish {
+            dup: self.dup,
+            qospid: self.qospid,
+            retain: self.retain,
+            topic: self.topic.to_string(),
+            payload: self.payload.to_vec(),
+        }
+    }
+}
+
+impl Publish {
+    /// The message, borrowed.
+    pub fn as_ref(&self) -> PublishRef<'_> {
+        PublishRef {
+            dup: self.dup,
+            qospid: self.qospid,
+            retain: self.retain,
+            topic: &self.topic,
+            payload: &self.payload,
+        }
     }
 
     pub(super) fn first_byte(&self) -> u8 {
