@@ -298,13 +298,17 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
     }
 
+    // An in-memory hub's certificates live as long as it does (removed when it stops).
+    let mut temp_tls = None;
     let tls_files = if args.tls_listen.is_some() || args.mqtt_tls_listen.is_some() {
         let dir = args
             .tls_dir
             .clone()
             .unwrap_or_else(|| match (&args.data, args.in_memory) {
                 (_, true) => {
-                    std::env::temp_dir().join(format!("devhub-tls-{}", std::process::id()))
+                    let d = std::env::temp_dir().join(format!("devhub-tls-{}", std::process::id()));
+                    temp_tls = Some(d.clone());
+                    d
                 }
                 (Some(p), false) => p
                     .parent()
@@ -344,7 +348,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    rt.block_on(async move {
+    let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -377,5 +381,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             })
             .await
             .map_err(|e| e.to_string())
-    })
+    });
+    if let Some(dir) = temp_tls {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    served
 }

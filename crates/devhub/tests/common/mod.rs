@@ -31,6 +31,10 @@ impl Drop for Devhub {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // An in-memory devhub with TLS keeps its certificates here; killed, it cannot
+        // remove them itself.
+        let tls = std::env::temp_dir().join(format!("devhub-tls-{}", self.child.id()));
+        let _ = std::fs::remove_dir_all(tls);
     }
 }
 
