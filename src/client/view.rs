@@ -996,7 +996,8 @@ mod tests {
             size: 2,
         };
         v.apply(&ev(true, 10, Packet::PingReq), 10);
-        v.apply(&ev(false, 14, Packet::PingResp), 14);
+        // The glue hands events over (`take`): the same view as `apply`.
+        v.take(ev(false, 14, Packet::PingResp), 14);
         let e: Vec<_> = v.traffic.iter().collect();
         let pair = e[1].value.pair.expect("the answer knows its request");
         assert_eq!(
@@ -1005,6 +1006,8 @@ mod tests {
         );
         assert_eq!(e[0].value.pair, Some(pair), "the request knows its answer");
         assert_eq!(v.traffic.get(e[1].id).map(|x| x.at), Some(14));
+        assert_eq!(e[1].value.record().packet, "PINGRESP");
+        assert!(!e[1].value.record().outbound);
         assert!(v.traffic.get(9999).is_none());
     }
 
