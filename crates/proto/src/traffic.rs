@@ -733,6 +733,18 @@ mod tests {
         Record::new(p, outbound, at, 10)
     }
 
+    /// A device's CONNECT with `token` as its password.
+    fn connect_with(token: &str) -> Packet {
+        Packet::Connect(Connect {
+            client_id: "d".into(),
+            keep_alive: 60,
+            clean_session: false,
+            last_will: None,
+            username: Some("hub/d/?api-version=2021-04-12".into()),
+            password: Some(token.as_bytes().to_vec()),
+        })
+    }
+
     fn cap(p: &Packet, outbound: bool, at: u64) -> Captured {
         Captured::new(p.clone(), outbound, at, 10)
     }
@@ -751,14 +763,7 @@ mod tests {
         // Whether the record was made does not change equality.
         assert_eq!(c, cap(&p, true, 7));
 
-        let connect = Packet::Connect(Connect {
-            client_id: "d".into(),
-            keep_alive: 60,
-            clean_session: false,
-            last_will: None,
-            username: Some("h/d/?api-version=2021-04-12".into()),
-            password: Some(b"SharedAccessSignature sr=h&sig=s3cr3t&se=1".to_vec()),
-        });
+        let connect = connect_with("SharedAccessSignature sr=h&sig=s3cr3t&se=1");
         let c = cap(&connect, true, 1);
         let Packet::Connect(kept) = &c.packet else {
             panic!("not a CONNECT")
@@ -772,14 +777,7 @@ mod tests {
     #[test]
     fn connect_keeps_no_token() {
         let token = "SharedAccessSignature sr=hub%2Fdevices%2Fd&sig=SECRETSIG&se=1";
-        let p = Packet::Connect(Connect {
-            client_id: "d".into(),
-            keep_alive: 60,
-            clean_session: false,
-            last_will: None,
-            username: Some("hub/d/?api-version=2021-04-12".into()),
-            password: Some(token.as_bytes().to_vec()),
-        });
+        let p = connect_with(token);
         let r = rec(&p, true, 0);
         let all = format!("{r:?}") + &export_json(1, &r, None).to_string();
         assert!(!all.contains("SECRETSIG"), "{all}");
