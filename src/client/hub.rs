@@ -43,5 +43,5 @@ pub async fn fetch_demo(base: &str) -> Option<DemoDevice> {
         return None;
     }
     let text = JsFuture::from(resp.text().ok()?).await.ok()?.as_string()?;
-    serde_json::from_str(&text).ok()
+    serde_json::from_slice(text.as_bytes()).ok()
 }

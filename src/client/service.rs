@@ -113,7 +113,8 @@ impl Console {
             Ok(id) => match self.send(service::get_twin(&id)).await {
                 Err(e) => Err(e),
                 Ok(a) => a.ok().and_then(|b| {
-                    serde_json::from_str(&b).map_err(|e| format!("the twin is not JSON: {e}"))
+                    serde_json::from_slice(b.as_bytes())
+                        .map_err(|e| format!("the twin is not JSON: {e}"))
                 }),
             },
         };

@@ -27,7 +27,7 @@ pub fn fixed(x: f64, decimals: u32) -> String {
 
 /// A decimal number as JSON writes one (`18`, `-2.5`, `1e3`), surrounding spaces allowed.
 pub fn parse_number(s: &str) -> Option<f64> {
-    serde_json::from_str::<serde_json::Number>(s.trim())
+    serde_json::from_slice::<serde_json::Number>(s.trim().as_bytes())
         .ok()?
         .as_f64()
 }

@@ -118,7 +118,7 @@ impl Profile {
 impl Profiles {
     /// Reads stored or imported JSON; says what is wrong otherwise.
     pub fn from_json(text: &str) -> Result<Profiles, String> {
-        let p: Profiles = serde_json::from_str(text)
+        let p: Profiles = serde_json::from_slice(text.as_bytes())
             .map_err(|e| format!("not a twinscope profiles file: {e}"))?;
         if p.version != 1 {
             return Err(format!(

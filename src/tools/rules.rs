@@ -62,7 +62,7 @@ impl Rule {
             })
         };
         if !sample.trim().is_empty() {
-            serde_json::from_str::<Value>(&sample).map_err(|e| {
+            serde_json::from_slice::<Value>(sample.as_bytes()).map_err(|e| {
                 format!("the payload is not JSON once filled in ({e}); put text fields in quotes, e.g. \"{{{{request.name}}}}\"")
             })?;
         }

@@ -8,7 +8,7 @@ use twinscope_proto::iothub::service::{self, Fault, FaultOp};
 use twinscope_proto::iothub::Identity;
 
 use super::model::{filled_rows, service_twin_summary};
-use super::panels::{json_problem, json_tree, TextField};
+use super::panels::{json_problem, json_tree, PropRows, PropertyRows, TextField};
 use crate::client::{fresh_message_id, Console, Device};
 
 /// A result line: in progress, done (what happened), or failed (why).
@@ -36,7 +36,8 @@ fn parse_json(text: &str, what: &str) -> Result<Value, String> {
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
-    serde_json::from_str(text).map_err(|e| format!("the {what} is not valid JSON: {e}"))
+    serde_json::from_slice(text.as_bytes())
+        .map_err(|e| format!("the {what} is not valid JSON: {e}"))
 }
 
 #[component]
@@ -85,7 +86,7 @@ pub fn ConsolePanel() -> impl IntoView {
         });
         run(desired_out, "sending…", async move {
             let body = console.send(req?).await?.ok()?;
-            let twin: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            let twin: Value = serde_json::from_slice(body.as_bytes()).unwrap_or(Value::Null);
             let version = twin
                 .pointer("/properties/desired/$version")
                 .and_then(Value::as_u64);
@@ -102,22 +103,10 @@ pub fn ConsolePanel() -> impl IntoView {
     // Cloud-to-device message.
     let c2d_body = RwSignal::new("{\"command\": \"blink\"}".to_string());
     let c2d_type = RwSignal::new("application/json".to_string());
-    type Row = (u64, RwSignal<String>, RwSignal<String>);
-    let next_row = StoredValue::new(1u64);
-    let rows: RwSignal<Vec<Row>> = RwSignal::new(vec![(
-        0,
-        RwSignal::new(String::new()),
-        RwSignal::new(String::new()),
-    )]);
+    let rows = PropRows::new(1);
     let c2d_out = RwSignal::new(None::<Outcome>);
     let send_c2d = move |_| {
-        let props = filled_rows(
-            &rows
-                .get_untracked()
-                .iter()
-                .map(|(_, k, v)| (k.get_untracked(), v.get_untracked()))
-                .collect::<Vec<_>>(),
-        );
+        let props = filled_rows(&rows.get_untracked());
         let mid = fresh_message_id();
         let req = target_id().and_then(|id| {
             service::send_c2d(
@@ -313,22 +302,7 @@ pub fn ConsolePanel() -> impl IntoView {
                 <textarea class="mono" rows="3" spellcheck="false" data-testid="console-c2d-body" bind:value=c2d_body></textarea>
             </label>
             <TextField label="Content type" testid="console-c2d-content-type" value=c2d_type />
-            <fieldset class="props">
-                <legend>"Application properties"</legend>
-                <For each=move || rows.get() key=|(id, _, _)| *id let:row>
-                    <div class="prop-row">
-                        <input class="mono" type="text" aria-label="Property name" placeholder="name" data-testid="console-c2d-prop-key" bind:value=row.1 />
-                        <input class="mono" type="text" aria-label="Property value" placeholder="value" data-testid="console-c2d-prop-value" bind:value=row.2 />
-                        <button type="button" class="btn btn--small" aria-label="Remove property"
-                            on:click=move |_| rows.update(|r| r.retain(|x| x.0 != row.0))>"✕"</button>
-                    </div>
-                </For>
-                <button type="button" class="btn btn--small" data-testid="console-c2d-prop-add" on:click=move |_| {
-                    let id = next_row.get_value();
-                    next_row.set_value(id + 1);
-                    rows.update(|r| r.push((id, RwSignal::new(String::new()), RwSignal::new(String::new()))));
-                }>"+ Add property"</button>
-            </fieldset>
+            <PropertyRows rows=rows testid="console-c2d" />
             <div class="actions">
                 <button type="button" class="btn btn--primary" data-testid="console-c2d-send" on:click=send_c2d>"Send C2D message"</button>
             </div>

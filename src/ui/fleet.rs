@@ -4,6 +4,8 @@
 
 use gloo_timers::callback::Interval;
 use leptos::prelude::*;
+
+use super::keyed::{key_of, keyed};
 use twinscope_proto::iothub::service::Fault;
 
 use super::model::{countdown, TelemetryForm};
@@ -257,8 +259,7 @@ pub fn FleetPanel() -> impl IntoView {
         <table class="diff mono fleet" data-testid="fleet-table">
             <thead><tr><th>"device"</th><th>"state"</th><th>"sent / acked"</th><th>"token"</th><th>"last error"</th><th></th></tr></thead>
             <tbody>
-                <For each=move || members.get() key=|m| m.name.clone() let:m>
-                    {
+                {keyed(move || members.get(), |m| key_of(&m.name), move |m| {
                         let (device, prov, name) = (m.device, m.prov, m.name.clone());
                         let opened = m.opened;
                         let state = move || {
@@ -313,8 +314,7 @@ pub fn FleetPanel() -> impl IntoView {
                                 </td>
                             </tr>
                         }
-                    }
-                </For>
+                })}
             </tbody>
         </table>
     }

@@ -4,6 +4,7 @@ mod connection;
 mod console;
 mod fleet;
 mod generator;
+mod keyed;
 pub mod model;
 mod panels;
 mod profiles;

@@ -126,14 +126,14 @@ impl TelemetryForm {
         if !self.is_json() || self.body.trim().is_empty() {
             return None;
         }
-        serde_json::from_str::<serde_json::Value>(&self.body)
+        serde_json::from_slice::<serde_json::Value>(self.body.as_bytes())
             .err()
             .map(|e| format!("the body is not valid JSON ({e}); fix it or change the content type"))
     }
 
     /// The body pretty-printed, when it is JSON.
     pub fn formatted_body(&self) -> Result<String, String> {
-        serde_json::from_str::<serde_json::Value>(&self.body)
+        serde_json::from_slice::<serde_json::Value>(self.body.as_bytes())
             .map_err(|e| format!("cannot format: the body is not valid JSON ({e})"))
             .and_then(|v| serde_json::to_string_pretty(&v).map_err(|e| e.to_string()))
     }
@@ -221,7 +221,7 @@ pub fn property_lines(p: &PropertyBag) -> Vec<(String, String)> {
 /// A body for display: UTF-8 text as is, pretty-printed if it is JSON; binary as hex.
 pub fn body_text(body: &[u8]) -> String {
     match std::str::from_utf8(body) {
-        Ok(s) => serde_json::from_str::<serde_json::Value>(s)
+        Ok(s) => serde_json::from_slice::<serde_json::Value>(s.as_bytes())
             .ok()
             .filter(|v| v.is_object() || v.is_array())
             .and_then(|v| serde_json::to_string_pretty(&v).ok())

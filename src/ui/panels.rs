@@ -4,6 +4,7 @@
 use leptos::prelude::*;
 
 use super::generator::{render_next, GeneratorSection};
+use super::keyed::{key_of, keyed};
 use super::model::{body_text, method_wait, property_lines, TelemetryForm};
 use super::rules::MethodRules;
 use crate::client::{CallOutcome, ConnStatus, Console, Device, DeviceView, Entry, Ring};
@@ -54,7 +55,7 @@ pub(super) fn json_tree(key: Option<&str>, v: &serde_json::Value) -> AnyView {
     }
 }
 
-/// One of the view's lists for a keyed `<For>`, re-read only when that list changed (its
+/// One of the view's lists for a keyed list, re-read only when that list changed (its
 /// revision), not on every session event.
 pub(super) fn list<T: Clone + 'static>(
     device: Device,
@@ -82,7 +83,7 @@ pub(super) fn json_problem(text: &str) -> Option<String> {
     if text.trim().is_empty() {
         return None;
     }
-    serde_json::from_str::<serde_json::Value>(text)
+    serde_json::from_slice::<serde_json::Value>(text.as_bytes())
         .err()
         .map(|e| format!("not valid JSON: {e}"))
 }
@@ -103,8 +104,76 @@ pub(super) fn TextField(
     }
 }
 
-/// One application-property row of the telemetry form: (key for the list, name, value).
-type PropRow = (u64, RwSignal<String>, RwSignal<String>);
+/// The application-property rows of a form (telemetry, the console's C2D message): each
+/// row is (key for the list, name, value).
+#[derive(Clone, Copy)]
+pub(super) struct PropRows {
+    rows: RwSignal<Vec<(u64, RwSignal<String>, RwSignal<String>)>>,
+    next: StoredValue<u64>,
+}
+
+impl PropRows {
+    /// `blank` empty rows to start with.
+    pub(super) fn new(blank: usize) -> PropRows {
+        let rows = PropRows {
+            rows: RwSignal::new(Vec::new()),
+            next: StoredValue::new(0),
+        };
+        (0..blank).for_each(|_| rows.add());
+        rows
+    }
+
+    fn add(self) {
+        let id = self.next.get_value();
+        self.next.set_value(id + 1);
+        self.rows.update(|r| {
+            r.push((
+                id,
+                RwSignal::new(String::new()),
+                RwSignal::new(String::new()),
+            ))
+        });
+    }
+
+    /// The rows as typed, (name, value), tracked.
+    pub(super) fn get(self) -> Vec<(String, String)> {
+        self.rows
+            .get()
+            .iter()
+            .map(|(_, k, v)| (k.get(), v.get()))
+            .collect()
+    }
+
+    /// The rows as typed, (name, value), untracked.
+    pub(super) fn get_untracked(self) -> Vec<(String, String)> {
+        self.rows
+            .get_untracked()
+            .iter()
+            .map(|(_, k, v)| (k.get_untracked(), v.get_untracked()))
+            .collect()
+    }
+}
+
+/// The property table of a form: a name and value per row, remove and add buttons. Test
+/// ids are `{testid}-prop-key`, `{testid}-prop-value` and `{testid}-prop-add`.
+#[component]
+pub(super) fn PropertyRows(rows: PropRows, testid: &'static str) -> impl IntoView {
+    let list = rows.rows;
+    view! {
+        <fieldset class="props">
+            <legend>"Application properties"</legend>
+            {keyed(move || list.get(), |(id, _, _)| *id, move |row| view! {
+                <div class="prop-row">
+                    <input class="mono" type="text" aria-label="Property name" placeholder="name" data-testid=format!("{testid}-prop-key") bind:value=row.1 />
+                    <input class="mono" type="text" aria-label="Property value" placeholder="value" data-testid=format!("{testid}-prop-value") bind:value=row.2 />
+                    <button type="button" class="btn btn--small" aria-label="Remove property"
+                        on:click=move |_| list.update(|r| r.retain(|x| x.0 != row.0))>"✕"</button>
+                </div>
+            })}
+            <button type="button" class="btn btn--small" data-testid=format!("{testid}-prop-add") on:click=move |_| rows.add()>"+ Add property"</button>
+        </fieldset>
+    }
+}
 
 fn connected(device: Device) -> impl Fn() -> bool + Copy {
     move || device.status() == ConnStatus::Connected
@@ -121,29 +190,13 @@ pub fn TelemetryPanel() -> impl IntoView {
     let component = RwSignal::new(String::new());
     let creation_time = RwSignal::new(String::new());
     let qos = RwSignal::new("1".to_string());
-    let next_row = StoredValue::new(0u64);
-    let rows: RwSignal<Vec<PropRow>> = RwSignal::new(Vec::new());
+    let rows = PropRows::new(0);
     let error = RwSignal::new(None::<String>);
 
-    let add_row = move |_| {
-        let id = next_row.get_value();
-        next_row.set_value(id + 1);
-        rows.update(|r| {
-            r.push((
-                id,
-                RwSignal::new(String::new()),
-                RwSignal::new(String::new()),
-            ))
-        });
-    };
     // The form as typed, derived once per change and read by the meter, the checks and send.
     let form = Memo::new(move |_| TelemetryForm {
         body: body.get(),
-        props: rows
-            .get()
-            .iter()
-            .map(|(_, k, v)| (k.get(), v.get()))
-            .collect(),
+        props: rows.get(),
         content_type: content_type.get(),
         content_encoding: content_encoding.get(),
         message_id: message_id.get(),
@@ -234,18 +287,7 @@ pub fn TelemetryPanel() -> impl IntoView {
                 </select>
             </label>
         </div>
-        <fieldset class="props">
-            <legend>"Application properties"</legend>
-            <For each=move || rows.get() key=|(id, _, _)| *id let:row>
-                <div class="prop-row">
-                    <input class="mono" type="text" aria-label="Property name" placeholder="name" data-testid="telemetry-prop-key" bind:value=row.1 />
-                    <input class="mono" type="text" aria-label="Property value" placeholder="value" data-testid="telemetry-prop-value" bind:value=row.2 />
-                    <button type="button" class="btn btn--small" aria-label="Remove property"
-                        on:click=move |_| rows.update(|r| r.retain(|x| x.0 != row.0))>"✕"</button>
-                </div>
-            </For>
-            <button type="button" class="btn btn--small" data-testid="telemetry-prop-add" on:click=add_row>"+ Add property"</button>
-        </fieldset>
+        <PropertyRows rows=rows testid="telemetry" />
         <div class="actions">
             <button type="button" class="btn btn--primary" data-testid="telemetry-send" title="Ctrl+Enter" on:click=move |_| send()>
                 {move || match device.status() {
@@ -265,7 +307,7 @@ pub fn TelemetryPanel() -> impl IntoView {
         }}
         <h3 class="subhead">"Sent"</h3>
         <ol class="list history mono" data-testid="telemetry-history" reversed>
-            <For each=list(device, |v| &v.history, true) key=|e| (e.id, e.value.sent, e.value.acked) let:e>
+            {keyed(list(device, |v| &v.history, true), |e| key_of(&(e.id, e.value.sent, e.value.acked)), |e| view! {
                 <li>
                     {format!(
                         "{}  {} B  {}  {}",
@@ -275,7 +317,7 @@ pub fn TelemetryPanel() -> impl IntoView {
                         e.value.props,
                     )}
                 </li>
-            </For>
+            })}
         </ol>
     }
 }
@@ -307,9 +349,7 @@ pub fn C2dPanel() -> impl IntoView {
                     </Empty>
                 }
             >
-                <For each=list(device, |v| &v.c2d, true) key=|e| e.id let:e>
-                    <C2dCard entry=e />
-                </For>
+                {keyed(list(device, |v| &v.c2d, true), |e| e.id, |e| view! { <C2dCard entry=e /> })}
             </Show>
         </div>
     }
@@ -372,7 +412,7 @@ pub fn TwinPanel() -> impl IntoView {
         }
     };
     let send = move |_| {
-        let r = serde_json::from_str::<serde_json::Value>(&editor.get_untracked())
+        let r = serde_json::from_slice::<serde_json::Value>(editor.get_untracked().as_bytes())
             .map_err(|e| format!("the patch is not valid JSON: {e}"))
             .and_then(|v| device.patch_reported(&v));
         error.set(r.err());
@@ -462,7 +502,7 @@ pub fn TwinPanel() -> impl IntoView {
         {move || error.get().map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
         <h3 class="subhead">"Desired updates"</h3>
         <div data-testid="twin-desired-updates" class="list">
-            <For each=list(device, |v| &v.desired, true) key=|e| e.id let:e>
+            {keyed(list(device, |v| &v.desired, true), |e| e.id, |e| view! {
                 <div class="card" data-testid="twin-desired-update">
                     {e.value.gap.then(|| view! {
                         <p class="gap" data-testid="twin-desired-gap">
@@ -473,7 +513,7 @@ pub fn TwinPanel() -> impl IntoView {
                         {format!("$version {}  ·  {}\n{}", e.value.version, crate::client::clock_label(e.at), serde_json::to_string_pretty(&e.value.patch).unwrap_or_default())}
                     </pre>
                 </div>
-            </For>
+            })}
         </div>
     }
 }
@@ -495,8 +535,7 @@ pub fn MethodsPanel() -> impl IntoView {
                     </Empty>
                 }
             >
-                <For each=list(device, |v| &v.methods, false) key=|e| e.id let:entry>
-                    {
+                {keyed(list(device, |v| &v.methods, false), |e| e.id, move |entry| {
                         let (arrived, call) = (entry.at, entry.value);
                         let status = RwSignal::new("200".to_string());
                         let response = RwSignal::new("{}".to_string());
@@ -537,13 +576,12 @@ pub fn MethodsPanel() -> impl IntoView {
                                 {move || error.get().map(|e| view! { <p class="error" data-testid="error">{e}</p> })}
                             </article>
                         }
-                    }
-                </For>
+                })}
             </Show>
         </div>
         <h3 class="subhead">"History"</h3>
         <div data-testid="method-history" class="list">
-            <For each=list(device, |v| &v.past_calls, true) key=|e| e.id let:e>
+            {keyed(list(device, |v| &v.past_calls, true), |e| e.id, |e| view! {
                 <article class="card" data-testid="method-answered">
                     <p class="card-meta">
                         <span class="mono">{e.value.call.name.clone()}</span>
@@ -573,7 +611,7 @@ pub fn MethodsPanel() -> impl IntoView {
                         _ => None,
                     }}
                 </article>
-            </For>
+            })}
         </div>
     }
 }
@@ -644,8 +682,7 @@ fn TwinCompare() -> impl IntoView {
             <table class="diff mono" data-testid="twin-diff">
                 <thead><tr><th>"property"</th><th>"desired"</th><th>"reported"</th><th></th></tr></thead>
                 <tbody>
-                    <For each=rows key=|r| format!("{}{:?}{:?}{:?}", r.path, r.desired, r.reported, r.ack) let:r>
-                        {
+                    {keyed(rows, |r| key_of(&format!("{}{:?}{:?}{:?}", r.path, r.desired, r.reported, r.ack)), move |r| {
                             let state = match r.agreement {
                                 Agreement::Same => "same",
                                 Agreement::Differs => "differs",
@@ -673,8 +710,7 @@ fn TwinCompare() -> impl IntoView {
                                     </td>
                                 </tr>
                             }
-                        }
-                    </For>
+                    })}
                 </tbody>
             </table>
         </Show>

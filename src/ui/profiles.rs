@@ -2,6 +2,8 @@
 //! import as JSON. Keys are stored only when "remember key" is ticked.
 
 use leptos::prelude::*;
+
+use super::keyed::{key_of, keyed};
 use leptos::wasm_bindgen::JsCast;
 
 use super::model::ConnectForm;
@@ -165,8 +167,7 @@ pub fn ProfilesSection(
         <details class="advanced profiles" open>
             <summary>{move || format!("Profiles ({})", profiles.with(|p| p.profiles.len()))}</summary>
             <ul class="profile-list" data-testid="profile-list">
-                <For each=move || profiles.get().profiles key=|p| (p.name.clone(), p.connection_string.clone()) let:p>
-                    {
+                {keyed(move || profiles.get().profiles, |p| key_of(&(&p.name, &p.connection_string)), move |p| {
                         let pick = p.clone();
                         let gone = p.name.clone();
                         view! {
@@ -181,8 +182,7 @@ pub fn ProfilesSection(
                                     on:click=move |_| remove(gone.clone())>"✕"</button>
                             </li>
                         }
-                    }
-                </For>
+                })}
             </ul>
             <TextField label="Profile name" testid="profile-name" value=name placeholder="lab sensor" />
             <label class="check">

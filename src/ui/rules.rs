@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use leptos::prelude::*;
 
+use super::keyed::{key_of, keyed};
+
 use super::panels::{list, TextField};
 use crate::client::{now_ms, Device};
 use crate::tools::rules::{find, Rule};
@@ -103,8 +105,7 @@ pub fn MethodRules() -> impl IntoView {
             </div>
             {move || error.get().map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
             <ol class="rule-list">
-                <For each=rule_rows key=|(i, r)| (*i, r.id) let:item>
-                    {
+                {keyed(rule_rows, |(i, r)| key_of(&(*i, r.id)), move |item| {
                         let (index, rule) = item;
                         let id = rule.id;
                         view! {
@@ -116,8 +117,7 @@ pub fn MethodRules() -> impl IntoView {
                                     on:click=move |_| rules.update(|v| v.retain(|r| r.id != id))>"✕"</button>
                             </li>
                         }
-                    }
-                </For>
+                })}
             </ol>
         </details>
     }

@@ -3,6 +3,8 @@
 //! only the rows on screen, so thousands of entries scroll smoothly.
 
 use leptos::prelude::*;
+
+use super::keyed::{key_of, keyed};
 use twinscope_proto::traffic::{to_ndjson, Filter, Kind};
 
 use crate::client::{clock_label, download_text, Device, Entry, TrafficEntry};
@@ -165,9 +167,9 @@ pub fn TrafficDrawer() -> impl IntoView {
                         </p>
                     }>
                         <div class="traffic-spacer" style=move || format!("height: {}px", ids.with(Vec::len) * ROW_PX as usize)>
-                            <For each=rows key=|(pos, e)| (*pos, e.id, e.value.pair.is_some()) let:row>
+                            {keyed(rows, |(pos, e)| key_of(&(*pos, e.id, e.value.pair.is_some())), move |row| view! {
                                 <TrafficRow pos=row.0 entry=row.1 selected=selected />
-                            </For>
+                            })}
                         </div>
                     </Show>
                 </div>

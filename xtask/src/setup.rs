@@ -21,6 +21,11 @@ use crate::util::{self, output, run as run_cmd, step};
 
 pub const TRUNK_VERSION: &str = "0.21.14";
 pub const BINARYEN_VERSION: &str = "132";
+/// The nightly toolchain that builds the shipped app: it rebuilds the standard library for
+/// size, with panics that abort at once (no panic messages or locations in the wasm). This
+/// takes about 25 KB off the gzipped app (docs/benchmarks.md, section 1). Tests and tools
+/// build with stable.
+pub const APP_NIGHTLY: &str = "nightly-2026-05-19";
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const APT_PACKAGES: &[(&str, &str)] = &[
     // (program that must be on PATH, Debian package that provides it)
@@ -44,6 +49,24 @@ impl Tools {
     pub fn cmd(&self, program: &str) -> Command {
         let mut c = Command::new(program);
         c.env("PATH", &self.path).current_dir(util::root());
+        c
+    }
+
+    /// `trunk build --release`: the shipped app in dist/, built by [`APP_NIGHTLY`] with the
+    /// standard library rebuilt for size, in its own target directory (target/app) so that
+    /// it does not evict the stable builds.
+    pub fn build_app(&self) -> Command {
+        let mut c = self.cmd("trunk");
+        c.args(["build", "--release"])
+            .env("RUSTUP_TOOLCHAIN", APP_NIGHTLY)
+            .env("CARGO_TARGET_DIR", util::root().join("target/app"))
+            .env("CARGO_UNSTABLE_BUILD_STD", "std,panic_abort")
+            .env("CARGO_UNSTABLE_BUILD_STD_FEATURES", "optimize_for_size")
+            // Replaces .cargo/config.toml's wasm32 rustflags, so it repeats erase_components.
+            .env(
+                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
+                "--cfg erase_components -Zunstable-options -Cpanic=immediate-abort",
+            );
         c
     }
 }
@@ -77,6 +100,36 @@ pub fn run() -> Result<Tools, String> {
     } else {
         run_cmd(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
         did.push(format!("added rust target {WASM_TARGET}"));
+    }
+
+    // 1b. The pinned nightly with the standard library's source, for the shipped app.
+    let nightlies = output(Command::new("rustup").args(["toolchain", "list"])).unwrap_or_default();
+    if nightlies.lines().any(|l| l.starts_with(APP_NIGHTLY))
+        && output(Command::new("rustup").args([
+            "component",
+            "list",
+            "--installed",
+            "--toolchain",
+            APP_NIGHTLY,
+        ]))
+        .is_some_and(|c| c.lines().any(|l| l.starts_with("rust-src")))
+    {
+        ok(&format!(
+            "{APP_NIGHTLY} with rust-src (builds the shipped app)"
+        ));
+    } else {
+        run_cmd(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            APP_NIGHTLY,
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
+        ]))?;
+        did.push(format!(
+            "installed {APP_NIGHTLY} with rust-src (builds the shipped app)"
+        ));
     }
 
     // 2. trunk.

@@ -246,11 +246,7 @@ pub fn run() -> ExitCode {
     scratch.sweep();
 
     step("end to end: build the release app (trunk build --release), serve it from devhub");
-    let app_built = tools
-        .cmd("trunk")
-        .args(["build", "--release"])
-        .status()
-        .is_ok_and(|s| s.success());
+    let app_built = tools.build_app().status().is_ok_and(|s| s.success());
     let e2e = if app_built {
         DevhubProcess::start_with(&["--app", "dist", "--demo"])
             .and_then(|hub| Chromedriver::start(&tools.chromedriver).map(|cd| (hub, cd)))

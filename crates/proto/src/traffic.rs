@@ -162,7 +162,7 @@ impl Preview {
             return Preview::Empty;
         }
         match std::str::from_utf8(body) {
-            Ok(s) => match serde_json::from_str::<Value>(s) {
+            Ok(s) => match serde_json::from_slice::<Value>(s.as_bytes()) {
                 Ok(v) if v.is_object() || v.is_array() => {
                     Preview::Json(serde_json::to_string_pretty(&v).unwrap_or_else(|_| s.into()))
                 }
@@ -986,7 +986,7 @@ mod tests {
         let out = to_ndjson([(1, &a, Some(&pair)), (2, &b, Some(&pair))]);
         let lines: Vec<Value> = out
             .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
+            .map(|l| serde_json::from_slice(l.as_bytes()).unwrap())
             .collect();
         assert!(out.ends_with('\n'));
         assert_eq!(lines.len(), 2);

@@ -193,21 +193,24 @@ pub struct MethodAnswer {
 
 /// Reads a method answer from a 200 body.
 pub fn parse_method_answer(body: &str) -> Result<MethodAnswer, String> {
-    serde_json::from_str(body).map_err(|e| format!("the hub's answer is not a method result: {e}"))
+    serde_json::from_slice(body.as_bytes())
+        .map_err(|e| format!("the hub's answer is not a method result: {e}"))
 }
 
 /// An error answer in words: the hub's `ErrorCode` and message from its JSON body
 /// (`{"Message":"ErrorCode:DeviceNotOnline;...", ...}`), and what the status means.
 pub fn explain_error(status: u16, body: &str) -> String {
-    let from_body = serde_json::from_str::<Value>(body).ok().and_then(|v| {
-        let m = v.get("Message").or_else(|| v.get("message"))?.as_str()?;
-        // Some answers nest the JSON again inside Message.
-        let m = serde_json::from_str::<Value>(m)
-            .ok()
-            .and_then(|inner| inner.get("Message")?.as_str().map(str::to_string))
-            .unwrap_or_else(|| m.to_string());
-        Some(m)
-    });
+    let from_body = serde_json::from_slice::<Value>(body.as_bytes())
+        .ok()
+        .and_then(|v| {
+            let m = v.get("Message").or_else(|| v.get("message"))?.as_str()?;
+            // Some answers nest the JSON again inside Message.
+            let m = serde_json::from_slice::<Value>(m.as_bytes())
+                .ok()
+                .and_then(|inner| inner.get("Message")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| m.to_string());
+            Some(m)
+        });
     let detail = match from_body {
         Some(m) => match m.strip_prefix("ErrorCode:").and_then(|r| r.split_once(';')) {
             Some((code, text)) => format!("{code}: {text}"),
@@ -432,7 +435,7 @@ mod tests {
             serde_json::to_value(Fault::DropRate { rate: 0.5, seed: 1 }).unwrap(),
             json!({"action": "drop-rate", "rate": 0.5, "seed": 1})
         );
-        let back: Fault = serde_json::from_str(r#"{"action":"clear"}"#).unwrap();
+        let back: Fault = serde_json::from_slice(r#"{"action":"clear"}"#.as_bytes()).unwrap();
         assert_eq!(back, Fault::Clear);
     }
 }

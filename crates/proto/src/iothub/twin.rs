@@ -660,8 +660,9 @@ mod tests {
 
     #[test]
     fn hub_error_body() {
-        let e: HubError = serde_json::from_str(
-            r#"{"errorCode":400004,"trackingId":"abc","message":"bad","timestampUtc":"2026-01-01T00:00:00Z"}"#,
+        let e: HubError = serde_json::from_slice(
+            r#"{"errorCode":400004,"trackingId":"abc","message":"bad","timestampUtc":"2026-01-01T00:00:00Z"}"#
+                .as_bytes(),
         )
         .unwrap();
         assert_eq!(e.error_code, 400004);
