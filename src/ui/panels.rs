@@ -104,11 +104,14 @@ pub(super) fn TextField(
     }
 }
 
+/// One application-property row: (key for the list, name, value).
+type PropRow = (u64, RwSignal<String>, RwSignal<String>);
+
 /// The application-property rows of a form (telemetry, the console's C2D message): each
 /// row is (key for the list, name, value).
 #[derive(Clone, Copy)]
 pub(super) struct PropRows {
-    rows: RwSignal<Vec<(u64, RwSignal<String>, RwSignal<String>)>>,
+    rows: RwSignal<Vec<PropRow>>,
     next: StoredValue<u64>,
 }
 
