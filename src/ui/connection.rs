@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use super::model::{connection_fields, generate_sas, ConnectForm};
-use super::panels::TextField;
+use super::panels::{alert, error_line, TextField};
 use super::profiles::ProfilesSection;
 use crate::client::{copy_text, fetch_demo, now_ms, page_origin, ConnStatus, Console, Device};
 
@@ -159,12 +159,7 @@ pub fn ConnectionPanel() -> impl IntoView {
                 "Disconnect"
             </button>
         </div>
-        {move || {
-            form_error
-                .get()
-                .or_else(|| device.view().with(|v| v.error.clone()))
-                .map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })
-        }}
+        {alert(move || form_error.get().or_else(|| device.view().with(|v| v.error.clone())))}
         <ProfilesSection
             conn_string=conn_string
             current=Callback::new(move |()| current())
@@ -256,7 +251,7 @@ fn SasGenerator(conn_string: ReadSignal<String>) -> impl IntoView {
                         <p class="hint" role="status">{move || copied.get()}</p>
                     }.into_any()
                 }
-                Err(e) => view! { <p class="error" data-testid="error" role="alert">{e}</p> }.into_any(),
+                Err(e) => error_line(e),
             })}
         </details>
     }

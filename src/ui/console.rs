@@ -8,7 +8,9 @@ use twinscope_proto::iothub::service::{self, Fault, FaultOp};
 use twinscope_proto::iothub::Identity;
 
 use super::model::{filled_rows, service_twin_summary};
-use super::panels::{json_problem, json_tree, PropRows, PropertyRows, TextField};
+use super::panels::{
+    alert, error_line, json_problem, json_tree, PropRows, PropertyRows, TextField,
+};
 use crate::client::{fresh_message_id, Console, Device};
 
 /// A result line: in progress, done (what happened), or failed (why).
@@ -281,7 +283,7 @@ pub fn ConsolePanel() -> impl IntoView {
                 {move || console.twin.with(|t| match t {
                     None => "Get the twin to see its tags, versions, $metadata and connection state.".into_any(),
                     Some(Ok(t)) => json_tree(None, t),
-                    Some(Err(e)) => view! { <p class="error" data-testid="error" role="alert">{e.clone()}</p> }.into_any(),
+                    Some(Err(e)) => error_line(e.clone()),
                 })}
             </div>
 
@@ -290,7 +292,7 @@ pub fn ConsolePanel() -> impl IntoView {
                 <span class="field-label">"Desired patch (JSON object; null deletes)"</span>
                 <textarea class="mono" rows="4" spellcheck="false" data-testid="console-desired-editor" bind:value=desired></textarea>
             </label>
-            {move || json_problem(&desired.get()).map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
+            {alert(move || json_problem(&desired.get()))}
             <div class="actions">
                 <button type="button" class="btn btn--primary" data-testid="console-desired-send" on:click=send_desired>"Send desired patch"</button>
             </div>
@@ -317,7 +319,7 @@ pub fn ConsolePanel() -> impl IntoView {
                     <textarea class="mono" rows="3" spellcheck="false" data-testid="console-method-payload" bind:value=method_payload></textarea>
                 </label>
             </div>
-            {move || json_problem(&method_payload.get()).map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
+            {alert(move || json_problem(&method_payload.get()))}
             <div class="actions">
                 <button type="button" class="btn btn--primary" data-testid="console-method-invoke" on:click=invoke>"Invoke"</button>
             </div>

@@ -9,7 +9,7 @@ use super::keyed::{key_of, keyed};
 use twinscope_proto::iothub::service::Fault;
 
 use super::model::{countdown, TelemetryForm};
-use super::panels::TextField;
+use super::panels::{alert, TextField};
 use super::ConnectRequest;
 use crate::client::{
     fetch_demo, now_ms, page_origin, ConnStatus, ConnectOptions, Console, Device, Limits,
@@ -255,7 +255,7 @@ pub fn FleetPanel() -> impl IntoView {
             <button type="button" class="btn" data-testid="fleet-stop" on:click=move |_| stop_all()>"Stop all"</button>
             <span class="muted" data-testid="fleet-summary">{totals}</span>
         </div>
-        {move || error.get().map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
+        {alert(move || error.get())}
         <table class="diff mono fleet" data-testid="fleet-table">
             <thead><tr><th>"device"</th><th>"state"</th><th>"sent / acked"</th><th>"token"</th><th>"last error"</th><th></th></tr></thead>
             <tbody>

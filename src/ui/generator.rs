@@ -5,7 +5,7 @@ use gloo_timers::callback::Interval;
 use leptos::prelude::*;
 
 use super::model::TelemetryForm;
-use super::panels::TextField;
+use super::panels::{alert, TextField};
 use crate::client::{fresh_message_id, now_ms, Device};
 use crate::tools::generator::{Billing, Plan, Schedule};
 use crate::tools::template::Context;
@@ -169,7 +169,7 @@ pub fn GeneratorSection(
                 " · "
                 <span data-testid="gen-rate">{move || format!("{} messages/s", crate::tools::num::fixed(run().map_or(0.0, |r| r.rate(device.now.get())), 1))}</span>
             </p>
-            {move || error.get().map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
+            {alert(move || error.get())}
         </fieldset>
     }
 }

@@ -78,6 +78,21 @@ pub(super) fn list<T: Clone + 'static>(
     }
 }
 
+/// An error where it happened: `data-testid="error"`, `role="alert"`, as text.
+pub(super) fn error_line(text: String) -> AnyView {
+    view! { <p class="error" data-testid="error" role="alert">{text}</p> }.into_any()
+}
+
+/// An error line, shown while `text` gives one (a problem found as the user types, the
+/// outcome of the last action). One function for every such line in the app.
+pub(super) fn alert(text: impl Fn() -> Option<String> + Send + Sync + 'static) -> AnyView {
+    alert_dyn(Box::new(text))
+}
+
+fn alert_dyn(text: Box<dyn Fn() -> Option<String> + Send + Sync>) -> AnyView {
+    (move || text().map(error_line)).into_any()
+}
+
 /// What is wrong with `text` as a JSON value (empty is fine: no payload).
 pub(super) fn json_problem(text: &str) -> Option<String> {
     if text.trim().is_empty() {
@@ -304,10 +319,10 @@ pub fn TelemetryPanel() -> impl IntoView {
         </div>
         <GeneratorSection form=form plan=plan next=next counter=counter />
         {move || form.with(TelemetryForm::warnings).into_iter().map(|w| view! { <p class="hint warning">{w}</p> }).collect_view()}
-        {move || {
+        {alert(move || {
             let live = plan.get().err().or_else(|| next.with(|f| f.to_telemetry().err()));
-            error.get().filter(|e| Some(e) != live.as_ref()).map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })
-        }}
+            error.get().filter(|e| Some(e) != live.as_ref())
+        })}
         <h3 class="subhead">"Sent"</h3>
         <ol class="list history mono" data-testid="telemetry-history" reversed>
             {keyed(list(device, |v| &v.history, true), |e| key_of(&(e.id, e.value.sent, e.value.acked)), |e| view! {
@@ -480,7 +495,7 @@ pub fn TwinPanel() -> impl IntoView {
                     {move || console.twin.with(|t| match t {
                         None => "Not fetched yet.".into_any(),
                         Some(Ok(t)) => json_tree(None, t.get("properties").unwrap_or(t)),
-                        Some(Err(e)) => view! { <p class="error" data-testid="error" role="alert">{e.clone()}</p> }.into_any(),
+                        Some(Err(e)) => error_line(e.clone()),
                     })}
                 </div>
             </Show>
@@ -489,7 +504,7 @@ pub fn TwinPanel() -> impl IntoView {
             <span class="field-label">"Reported patch (JSON object; null deletes)"</span>
             <textarea class="mono" rows="5" spellcheck="false" data-testid="twin-reported-editor" bind:value=editor></textarea>
         </label>
-        {move || json_problem(&editor.get()).map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
+        {alert(move || json_problem(&editor.get()))}
         <div class="actions">
             <button type="button" class="btn btn--primary" data-testid="twin-reported-send" on:click=send>"Send reported patch"</button>
             <button type="button" class="btn btn--small" on:click=start_from_reported
@@ -502,7 +517,7 @@ pub fn TwinPanel() -> impl IntoView {
                 })}
             </span>
         </div>
-        {move || error.get().map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
+        {alert(move || error.get())}
         <h3 class="subhead">"Desired updates"</h3>
         <div data-testid="twin-desired-updates" class="list">
             {keyed(list(device, |v| &v.desired, true), |e| e.id, |e| view! {
@@ -569,14 +584,12 @@ pub fn MethodsPanel() -> impl IntoView {
                                         <span class="field-label">"Response payload (JSON, may be empty)"</span>
                                         <textarea class="mono" rows="2" data-testid="method-response" bind:value=response></textarea>
                                     </label>
-                                    {move || json_problem(&response.get()).map(|e| view! {
-                                        <p class="error" data-testid="error" role="alert">{e}</p>
-                                    })}
+                                    {alert(move || json_problem(&response.get()))}
                                     <button type="button" class="btn btn--primary" data-testid="method-respond" on:click=respond>
                                         "Respond"
                                     </button>
                                 </div>
-                                {move || error.get().map(|e| view! { <p class="error" data-testid="error">{e}</p> })}
+                                {alert(move || error.get())}
                             </article>
                         }
                 })}
@@ -717,6 +730,6 @@ fn TwinCompare() -> impl IntoView {
                 </tbody>
             </table>
         </Show>
-        {move || error.get().map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
+        {alert(move || error.get())}
     }
 }

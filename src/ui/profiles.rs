@@ -7,7 +7,7 @@ use super::keyed::{key_of, keyed};
 use leptos::wasm_bindgen::JsCast;
 
 use super::model::ConnectForm;
-use super::panels::TextField;
+use super::panels::{error_line, TextField};
 use crate::client::{download_text, storage_get, storage_set};
 use crate::tools::profiles::{has_secret, Profile, Profiles, STORAGE_KEY};
 
@@ -205,7 +205,7 @@ pub fn ProfilesSection(
             </div>
             {move || status.get().map(|r| match r {
                 Ok(t) => view! { <p class="muted" role="status" data-testid="profile-status">{t}</p> }.into_any(),
-                Err(e) => view! { <p class="error" data-testid="error" role="alert">{e}</p> }.into_any(),
+                Err(e) => error_line(e),
             })}
         </details>
     }

@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 
 use super::model::ConnectForm;
-use super::panels::TextField;
+use super::panels::{alert, error_line, TextField};
 use super::profiles::ProfileStore;
 use super::ConnectRequest;
 use crate::client::{fetch_demo, now_ms, page_origin, Provisioner};
@@ -151,13 +151,13 @@ pub fn ProvisionPanel() -> impl IntoView {
             <button type="button" class="btn" data-testid="prov-cancel" disabled=move || !prov.view().with(|v| v.running)
                 on:click=move |_| prov.cancel()>"Cancel"</button>
         </div>
-        {move || error.get().map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
+        {alert(move || error.get())}
         <ol class="list history mono" data-testid="prov-progress">
             {move || prov.view().with(|v| v.progress.iter().map(|p| view! { <li>{p.clone()}</li> }).collect_view())}
         </ol>
         {move || prov.view().with(|v| match &v.result {
             None => None,
-            Some(Err(e)) => Some(view! { <p class="error" data-testid="error" role="alert">{e.clone()}</p> }.into_any()),
+            Some(Err(e)) => Some(error_line(e.clone())),
             Some(Ok(st)) => Some(view! {
                 <div class="card" data-testid="prov-result">
                     <dl class="props-list mono">

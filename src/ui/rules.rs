@@ -8,7 +8,7 @@ use leptos::prelude::*;
 
 use super::keyed::{key_of, keyed};
 
-use super::panels::{list, TextField};
+use super::panels::{alert, list, TextField};
 use crate::client::{now_ms, Device};
 use crate::tools::rules::{find, Rule};
 
@@ -103,7 +103,7 @@ pub fn MethodRules() -> impl IntoView {
             <div class="actions">
                 <button type="button" class="btn" data-testid="rule-add" on:click=add>"Add rule"</button>
             </div>
-            {move || error.get().map(|e| view! { <p class="error" data-testid="error" role="alert">{e}</p> })}
+            {alert(move || error.get())}
             <ol class="rule-list">
                 {keyed(rule_rows, |(i, r)| key_of(&(*i, r.id)), move |item| {
                         let (index, rule) = item;
