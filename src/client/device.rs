@@ -6,6 +6,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use twinscope_proto::text::Quoted;
 
 use gloo_timers::callback::Interval;
 use leptos::prelude::*;
@@ -191,7 +192,8 @@ impl Device {
             Some(e) if e.starts_with("ws://") || e.starts_with("wss://") => e.to_string(),
             Some(e) => {
                 return Err(format!(
-                    "the endpoint {e:?} must start with wss:// (or ws:// for a local hub)"
+                    "the endpoint {} must start with wss:// (or ws:// for a local hub)",
+                    Quoted(e)
                 ))
             }
             None => cs.websocket_url(),

@@ -2,6 +2,7 @@
 //! registration ids.
 
 use twinscope_proto::provisioning::check_registration_id;
+use twinscope_proto::text::Quoted;
 
 /// The most devices one tab runs as a fleet.
 pub const MAX_FLEET: u64 = 100;
@@ -21,7 +22,7 @@ pub fn names(pattern: &str, count: &str) -> Result<Vec<(u64, String)>, String> {
     (1..=count)
         .map(|n| {
             let name = pattern.replace("{n}", &n.to_string());
-            check_registration_id(&name).map_err(|e| format!("{name:?}: {e}"))?;
+            check_registration_id(&name).map_err(|e| format!("{}: {e}", Quoted(&name)))?;
             Ok((n, name))
         })
         .collect()

@@ -5,6 +5,7 @@
 use super::num::fixed;
 use super::template::{Context, Template};
 use crate::ui::model::TelemetryForm;
+use twinscope_proto::text::Quoted;
 
 /// The form's body and property values as templates.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,7 +21,7 @@ impl Plan {
         let props = form
             .props
             .iter()
-            .map(|(k, v)| Template::parse(v).map_err(|e| format!("property {k:?}: {e}")))
+            .map(|(k, v)| Template::parse(v).map_err(|e| format!("property {}: {e}", Quoted(k))))
             .collect::<Result<_, _>>()?;
         Ok(Plan { body, props })
     }

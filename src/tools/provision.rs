@@ -9,6 +9,7 @@ use twinscope_proto::provisioning::{
     check_registration_id, registration_token, ProvisioningConfig, RegistrationState,
     GLOBAL_ENDPOINT,
 };
+use twinscope_proto::text::Quoted;
 
 /// The form as typed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -54,7 +55,8 @@ impl ProvisionForm {
         }
         if !scope.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(format!(
-                "the ID scope {scope:?} should be letters and digits only, like 0ne00ABC123"
+                "the ID scope {} should be letters and digits only, like 0ne00ABC123",
+                Quoted(scope)
             ));
         }
         let reg = self.registration_id.trim();
@@ -73,7 +75,8 @@ impl ProvisionForm {
             u if u.starts_with("wss://") || u.starts_with("ws://") => u.to_string(),
             u => {
                 return Err(format!(
-                    "the endpoint {u:?} must start with wss:// (or ws:// for devhub)"
+                    "the endpoint {} must start with wss:// (or ws:// for devhub)",
+                    Quoted(u)
                 ))
             }
         };

@@ -3,6 +3,7 @@
 //! and a delay. The first rule for the exact name wins; else the first rule for any.
 
 use serde_json::Value;
+use twinscope_proto::text::Quoted;
 
 use super::template::{Context, Template};
 
@@ -38,7 +39,7 @@ impl Rule {
         let method = match method.trim() {
             "" | "*" => None,
             m if m.contains(['/', '?', '#', '+']) => {
-                return Err(format!("method name {m:?} may not contain / ? # +"))
+                return Err(format!("method name {} may not contain / ? # +", Quoted(m)))
             }
             m => Some(m.to_string()),
         };

@@ -2,6 +2,7 @@
 
 use twinscope_proto::iothub::{ConnectionString, PropertyBag, SasToken};
 use twinscope_proto::session::{Will, MAX_KEEP_ALIVE_S};
+use twinscope_proto::text::Quoted;
 
 use crate::client::ConnectOptions;
 use twinscope_proto::mqtt::QoS;
@@ -88,7 +89,8 @@ impl TelemetryForm {
         if let Some(t) = opt(&self.creation_time) {
             if chrono_like(&t).is_none() {
                 return Err(format!(
-                    "creation time {t:?} must be an ISO-8601 UTC time like 2026-11-29T12:00:00Z"
+                    "creation time {} must be an ISO-8601 UTC time like 2026-11-29T12:00:00Z",
+                    Quoted(&t)
                 ));
             }
             props.system.creation_time = Some(t);
@@ -304,7 +306,8 @@ impl ConnectForm {
             }))
         {
             return Err(format!(
-                "api-version {api:?} must be a date like {}",
+                "api-version {} must be a date like {}",
+                Quoted(api),
                 twinscope_proto::iothub::API_VERSION
             ));
         }

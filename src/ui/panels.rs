@@ -698,7 +698,7 @@ fn TwinCompare() -> impl IntoView {
             <table class="diff mono" data-testid="twin-diff">
                 <thead><tr><th>"property"</th><th>"desired"</th><th>"reported"</th><th></th></tr></thead>
                 <tbody>
-                    {keyed(rows, |r| key_of(&format!("{}{:?}{:?}{:?}", r.path, r.desired, r.reported, r.ack)), move |r| {
+                    {keyed(rows, |r| key_of(&(&r.path, r.desired.as_ref().map(|v| v.to_string()), r.reported.as_ref().map(|v| v.to_string()), &r.ack)), move |r| {
                             let state = match r.agreement {
                                 Agreement::Same => "same",
                                 Agreement::Differs => "differs",

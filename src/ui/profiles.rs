@@ -2,6 +2,7 @@
 //! import as JSON. Keys are stored only when "remember key" is ticked.
 
 use leptos::prelude::*;
+use twinscope_proto::text::Quoted;
 
 use super::keyed::{key_of, keyed};
 use leptos::wasm_bindgen::JsCast;
@@ -86,9 +87,9 @@ pub fn ProfilesSection(
             store(&all)?;
             profiles.set(all);
             Ok(if keyed {
-                format!("saved {label:?} with its key")
+                format!("saved {} with its key", Quoted(&label))
             } else {
-                format!("saved {label:?} without its key")
+                format!("saved {} without its key", Quoted(&label))
             })
         });
         status.set(Some(r));
@@ -99,18 +100,18 @@ pub fn ProfilesSection(
         name.set(p.name.clone());
         remember.set(p.remember_key);
         status.set(Some(Ok(if has_secret(&p.connection_string) {
-            format!("{:?} filled in; connect when ready", p.name)
+            format!("{} filled in; connect when ready", Quoted(&p.name))
         } else {
             format!(
-                "{:?} filled in without its key: paste the key after SharedAccessKey= and connect",
-                p.name
+                "{} filled in without its key: paste the key after SharedAccessKey= and connect",
+                Quoted(&p.name)
             )
         })));
     };
     let remove = move |n: String| {
         let mut all = profiles.get_untracked();
         all.remove(&n);
-        let r = store(&all).map(|()| format!("removed {n:?}"));
+        let r = store(&all).map(|()| format!("removed {}", Quoted(&n)));
         if r.is_ok() {
             profiles.set(all);
         }

@@ -3,6 +3,7 @@
 //! the assigned device or save it as a profile.
 
 use leptos::prelude::*;
+use twinscope_proto::text::Quoted;
 
 use super::model::ConnectForm;
 use super::panels::{alert, error_line, TextField};
@@ -100,9 +101,9 @@ pub fn ProvisionPanel() -> impl IntoView {
             .and_then(|p| profiles.save(p))
             .map(|()| {
                 if remember.get_untracked() {
-                    format!("saved as profile {name:?} with its key")
+                    format!("saved as profile {} with its key", Quoted(&name))
                 } else {
-                    format!("saved as profile {name:?} without its key")
+                    format!("saved as profile {} without its key", Quoted(&name))
                 }
             });
         match r {

@@ -63,9 +63,13 @@ impl Tools {
             .env("CARGO_UNSTABLE_BUILD_STD", "std,panic_abort")
             .env("CARGO_UNSTABLE_BUILD_STD_FEATURES", "optimize_for_size")
             // Replaces .cargo/config.toml's wasm32 rustflags, so it repeats erase_components.
+            // Each flag's saving is in docs/benchmarks.md (section 1). `-Zfmt-debug=none`
+            // makes `{:?}` write nothing: the app quotes with `twinscope_proto::text::Quoted`,
+            // and crates/e2e/tests/shipped_text.rs keeps Debug formats out of its code.
             .env(
                 "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
-                "--cfg erase_components -Zunstable-options -Cpanic=immediate-abort",
+                "--cfg erase_components -Zunstable-options -Cpanic=immediate-abort \
+                 -Zfmt-debug=none -Zlocation-detail=none -Cllvm-args=-inline-threshold=0",
             );
         c
     }

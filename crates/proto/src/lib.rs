@@ -11,4 +11,5 @@ pub mod iothub;
 pub mod mqtt;
 pub mod provisioning;
 pub mod session;
+pub mod text;
 pub mod traffic;

@@ -78,7 +78,8 @@ pub fn check_registration_id(id: &str) -> Result<(), String> {
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "-._:".contains(*c)))
     {
         Some(c) => Err(format!(
-            "the registration id may hold lowercase letters, digits and - . _ : only (found {c:?})"
+            "the registration id may hold lowercase letters, digits and - . _ : only (found {})",
+            crate::text::QuotedChar(c)
         )),
         None => Ok(()),
     }

@@ -133,7 +133,7 @@ pub enum ConnectionStringError {
     #[error("SharedAccessKey is not valid base64 ({0}); copy the primary or secondary key exactly as the portal shows it")]
     InvalidKey(String),
     /// HostName is not a host name.
-    #[error("{field} {value:?} is not a host name (letters, digits, '-', '.', optional :port)")]
+    #[error("{field} {} is not a host name (letters, digits, '-', '.', optional :port)", crate::text::Quoted(.value))]
     InvalidHost {
         /// HostName or GatewayHostName.
         field: &'static str,
@@ -208,7 +208,7 @@ impl ConnectionString {
                         let looks_like_name =
                             n.len() <= 32 && n.chars().all(|c| c.is_ascii_alphabetic());
                         let name = if looks_like_name {
-                            format!("{n:?} ")
+                            format!("{} ", crate::text::Quoted(n))
                         } else {
                             String::new()
                         };

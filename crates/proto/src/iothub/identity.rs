@@ -25,7 +25,7 @@ pub enum IdentityError {
         len: usize,
     },
     /// A character outside the registry's set.
-    #[error("{kind} contains {ch:?}; IoT Hub allows ASCII letters, digits and - . + % _ # * ? ! ( ) , = @ $ '")]
+    #[error("{kind} contains {}; IoT Hub allows ASCII letters, digits and - . + % _ # * ? ! ( ) , = @ $ '", crate::text::QuotedChar(*.ch))]
     InvalidChar {
         /// "device id" or "module id".
         kind: &'static str,
@@ -34,7 +34,9 @@ pub enum IdentityError {
     },
     /// `+` or `#` cannot appear in an MQTT topic name.
     #[error(
-        "{kind} {id:?} contains {ch:?}, an MQTT wildcard: this identity cannot connect over MQTT"
+        "{kind} {} contains {}, an MQTT wildcard: this identity cannot connect over MQTT",
+        crate::text::Quoted(.id),
+        crate::text::QuotedChar(*.ch)
     )]
     MqttWildcard {
         /// "device id" or "module id".

@@ -139,13 +139,13 @@ pub enum PropertyError {
     #[error("a property name is empty")]
     EmptyName,
     /// A control character in a name.
-    #[error("property name {0:?} contains a control character")]
+    #[error("property name {} contains a control character", crate::text::Quoted(.0))]
     ControlChar(String),
     /// An application property using a system or hub-stamped name.
-    #[error("{0:?} is reserved for IoT Hub; choose another application property name")]
+    #[error("{} is reserved for IoT Hub; choose another application property name", crate::text::Quoted(.0))]
     Reserved(String),
     /// The same name twice (IoT Hub routing compares names case-insensitively).
-    #[error("property {0:?} appears twice (names are compared case-insensitively)")]
+    #[error("property {} appears twice (names are compared case-insensitively)", crate::text::Quoted(.0))]
     Duplicate(String),
 }
 

@@ -124,7 +124,7 @@ pub enum SasError {
     #[error("token signature does not match the key")]
     BadSignature,
     /// The token's resource does not cover the identity.
-    #[error("token resource {resource:?} does not cover {wanted:?}")]
+    #[error("token resource {} does not cover {}", crate::text::Quoted(.resource), crate::text::Quoted(.wanted))]
     WrongResource {
         /// `sr`, decoded.
         resource: String,

@@ -45,7 +45,7 @@ pub enum ServiceInputError {
     #[error("the message is {0} bytes; a cloud-to-device message may be at most 64 KB")]
     C2dTooLarge(usize),
     /// An application property name or value the hub would refuse.
-    #[error("property {name:?}: {why}")]
+    #[error("property {}: {why}", crate::text::Quoted(.name))]
     Property {
         /// The name.
         name: String,

@@ -138,10 +138,10 @@ pub enum Topic {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TopicError {
     /// Not a documented topic.
-    #[error("{0:?} is not an IoT Hub topic")]
+    #[error("{} is not an IoT Hub topic", crate::text::Quoted(.0))]
     Unknown(String),
     /// A required query parameter is missing or malformed.
-    #[error("topic {topic:?}: {what}")]
+    #[error("topic {}: {what}", crate::text::Quoted(.topic))]
     BadParam {
         /// The topic.
         topic: String,

@@ -39,7 +39,7 @@ pub enum TwinError {
     #[error("a twin patch must be a JSON object, like {{\"temperature\": 21}}")]
     NotAnObject,
     /// A key breaks the key rules.
-    #[error("key {key:?} at {path}: {why}")]
+    #[error("key {} at {path}: {why}", crate::text::Quoted(.key))]
     BadKey {
         /// The key (shortened if long).
         key: String,

@@ -24,7 +24,7 @@ pub enum UsernameError {
     #[error("user name is not of the form {{host}}/{{device}}[/{{module}}]/?api-version=...")]
     Shape,
     /// A query parameter does not decode.
-    #[error("user name query parameter {0:?} is not valid percent-encoding")]
+    #[error("user name query parameter {} is not valid percent-encoding", crate::text::Quoted(.0))]
     BadParam(String),
     /// An id breaks the registry rules.
     #[error(transparent)]

@@ -280,16 +280,16 @@ pub enum DecodeError {
     #[error("string contains U+0000")]
     NullCharacter,
     /// A PUBLISH topic name containing `+` or `#` (MQTT-3.3.2-2).
-    #[error("wildcard in topic name {0:?}")]
+    #[error("wildcard in topic name {}", crate::text::Quoted(.0))]
     WildcardInTopicName(String),
     /// An empty topic name or filter (MQTT-4.7.3-1).
     #[error("empty topic")]
     EmptyTopic,
     /// A topic filter with a misplaced `#` or `+` (MQTT-4.7.1-2, MQTT-4.7.1-3).
-    #[error("invalid topic filter {0:?}")]
+    #[error("invalid topic filter {}", crate::text::Quoted(.0))]
     InvalidTopicFilter(String),
     /// CONNECT protocol name other than `MQTT` (MQTT-3.1.2-1).
-    #[error("protocol name {0:?}, expected \"MQTT\"")]
+    #[error("protocol name {}, expected \"MQTT\"", crate::text::Quoted(.0))]
     InvalidProtocolName(String),
     /// CONNECT protocol level other than 4 (MQTT-3.1.2-2); a server answers CONNACK 1.
     #[error("protocol level {0}, expected 4 (MQTT 3.1.1)")]

@@ -768,8 +768,9 @@ impl DeviceSession {
                     payload: p.payload,
                 }))
             }
-            Ok(other) => self.events.push_back(Event::Error(format!(
-                "unexpected topic from the hub: {other:?}"
+            Ok(_) => self.events.push_back(Event::Error(format!(
+                "unexpected topic from the hub: {}",
+                crate::text::Quoted(&p.topic)
             ))),
             Err(e) => self
                 .events
