@@ -53,7 +53,7 @@ fn main() -> ExitCode {
 fn build() -> Result<(), String> {
     let tools = setup::run()?;
     util::step("build the web app (trunk build --release)");
-    util::run(&mut tools.build_app())?;
+    tools.build_app()?;
     let dist = util::root().join("dist");
     println!("built the app into {}", dist.display());
     Ok(())
@@ -69,7 +69,7 @@ fn serve(args: &[String]) -> Result<(), String> {
     };
     let tools = setup::run()?;
     util::step("build the web app (trunk build --release)");
-    util::run(&mut tools.build_app())?;
+    tools.build_app()?;
     util::step("build devhub (release: cargo build --profile devhub)");
     let devhub = build_devhub(&tools)?;
     util::step("run devhub with a demo device (Ctrl-C stops it)");
@@ -103,7 +103,7 @@ fn bench(only: &[String]) -> Result<(), String> {
 
     if runs("bundle") {
         util::step("bundle: build the release app (trunk build --release)");
-        util::run(&mut tools.build_app())?;
+        tools.build_app()?;
         let bundle = bench_bundle(&tools)?;
         std::fs::write(out.join("bundle.json"), &bundle).map_err(|e| e.to_string())?;
     }

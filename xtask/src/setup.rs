@@ -21,6 +21,8 @@ use crate::util::{self, output, run as run_cmd, step};
 
 pub const TRUNK_VERSION: &str = "0.21.14";
 pub const BINARYEN_VERSION: &str = "132";
+/// terser, which minifies the app's JavaScript glue (about 1.7 KB gzipped).
+pub const TERSER_VERSION: &str = "5.51.4";
 /// The nightly toolchain that builds the shipped app: it rebuilds the standard library for
 /// size, with panics that abort at once (no panic messages or locations in the wasm). This
 /// takes about 25 KB off the gzipped app (docs/benchmarks.md, section 1). Tests and tools
@@ -52,10 +54,20 @@ impl Tools {
         c
     }
 
-    /// `trunk build --release`: the shipped app in dist/, built by [`APP_NIGHTLY`] with the
+    /// The shipped app in dist/: `trunk build --release`, built by [`APP_NIGHTLY`] with the
     /// standard library rebuilt for size, in its own target directory (target/app) so that
-    /// it does not evict the stable builds.
-    pub fn build_app(&self) -> Command {
+    /// it does not evict the stable builds; then its JavaScript glue minified.
+    pub fn build_app(&self) -> Result<(), String> {
+        util::run(&mut self.trunk_release())?;
+        util::run(
+            self.cmd("node")
+                .args(["--input-type=module", "-e", MINIFY_JS])
+                .arg(util::root().join("dist"))
+                .arg(util::root().join("tools/node_modules")),
+        )
+    }
+
+    fn trunk_release(&self) -> Command {
         let mut c = self.cmd("trunk");
         c.args(["build", "--release"])
             .env("RUSTUP_TOOLCHAIN", APP_NIGHTLY)
@@ -74,6 +86,31 @@ impl Tools {
         c
     }
 }
+
+/// Minifies dist/'s JavaScript (the wasm-bindgen glue) with terser, and updates the
+/// file's subresource-integrity hash in dist/index.html to match. Arguments: dist/, and
+/// the node_modules that holds terser.
+const MINIFY_JS: &str = r#"
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { createRequire } from 'node:module';
+const [dist, modules] = process.argv.slice(1);
+const { minify } = createRequire(path.join(modules, 'x.js'))('terser');
+const sri = (text) => 'sha384-' + crypto.createHash('sha384').update(text).digest('base64');
+const index = path.join(dist, 'index.html');
+let html = fs.readFileSync(index, 'utf8');
+for (const name of fs.readdirSync(dist).filter((f) => f.endsWith('.js'))) {
+  const file = path.join(dist, name);
+  const src = fs.readFileSync(file, 'utf8');
+  const out = await minify(src, { module: true, compress: true, mangle: true });
+  if (!html.includes(sri(src))) throw new Error(`dist/index.html has no integrity hash for ${name}`);
+  html = html.replace(sri(src), sri(out.code));
+  fs.writeFileSync(file, out.code);
+  console.log(`minified ${name}: ${src.length} -> ${out.code.length} bytes`);
+}
+fs.writeFileSync(index, html);
+"#;
 
 /// Checks every tool, installs the missing ones, and returns how to run them.
 pub fn run() -> Result<Tools, String> {
@@ -188,8 +225,12 @@ pub fn run() -> Result<Tools, String> {
     let wasm_opt = npm_bin.join("wasm-opt");
     let have = output(Command::new(&wasm_opt).arg("--version"))
         .is_some_and(|v| v.contains(&format!("version {BINARYEN_VERSION}")));
-    if have {
-        ok(&format!("wasm-opt {BINARYEN_VERSION} (tools/)"));
+    let terser = output(Command::new(npm_bin.join("terser")).arg("--version"))
+        .is_some_and(|v| v.trim() == format!("terser {TERSER_VERSION}"));
+    if have && terser {
+        ok(&format!(
+            "wasm-opt {BINARYEN_VERSION} and terser {TERSER_VERSION} (tools/)"
+        ));
     } else {
         let npm = find("npm").ok_or(
             "npm is missing: it installs wasm-opt (binaryen). Install Node.js and npm \
@@ -201,10 +242,11 @@ pub fn run() -> Result<Tools, String> {
             Command::new(npm)
                 .args(["install", "--no-audit", "--no-fund", "--prefix"])
                 .arg(&tools_dir)
-                .arg(format!("binaryen@{BINARYEN_VERSION}")),
+                .arg(format!("binaryen@{BINARYEN_VERSION}"))
+                .arg(format!("terser@{TERSER_VERSION}")),
         )?;
         did.push(format!(
-            "installed wasm-opt {BINARYEN_VERSION} (npm binaryen) into tools/"
+            "installed wasm-opt {BINARYEN_VERSION} (npm binaryen) and terser {TERSER_VERSION} into tools/"
         ));
     }
 

@@ -246,13 +246,10 @@ pub fn run() -> ExitCode {
     scratch.sweep();
 
     step("end to end: build the release app (trunk build --release), serve it from devhub");
-    let app_built = tools.build_app().status().is_ok_and(|s| s.success());
-    let e2e = if app_built {
+    let e2e = tools.build_app().and_then(|()| {
         DevhubProcess::start_with(&["--app", "dist", "--demo"])
             .and_then(|hub| Chromedriver::start(&tools.chromedriver).map(|cd| (hub, cd)))
-    } else {
-        Err("trunk build --release failed".to_string())
-    };
+    });
     match &e2e {
         Ok((hub, cd)) => t.tests(
             "end to end: a new user in headless Chromium through WebDriver (screenshots in docs/)",
