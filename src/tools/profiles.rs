@@ -2,15 +2,17 @@
 //! one click. A profile's key (and any ready-made SharedAccessSignature) is kept only when
 //! the user asks ("remember key"); export leaves keys out unless asked too.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::ui::model::ConnectForm;
 
 /// The localStorage key profiles live under.
 pub const STORAGE_KEY: &str = "twinscope.profiles";
 
-/// One saved device.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One saved device. Written with serde; read by hand from a `serde_json::Value`
+/// ([`Profiles::from_json`]): a derived reader cost the app 9 KB of wasm.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Profile {
     /// The name shown in the list (unique).
@@ -18,31 +20,24 @@ pub struct Profile {
     /// The connection string; without its key unless `remember_key`.
     pub connection_string: String,
     /// Whether the key is kept.
-    #[serde(default)]
     pub remember_key: bool,
     /// The connection settings.
-    #[serde(default)]
     pub settings: ConnectForm,
 }
 
 /// The saved set, as stored and exported.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Profiles {
     /// Format version.
-    #[serde(default = "version")]
     pub version: u32,
     /// The profiles, in the order saved.
     pub profiles: Vec<Profile>,
 }
 
-fn version() -> u32 {
-    1
-}
-
 impl Default for Profiles {
     fn default() -> Self {
         Profiles {
-            version: version(),
+            version: 1,
             profiles: Vec::new(),
         }
     }
@@ -115,23 +110,81 @@ impl Profile {
     }
 }
 
+/// A JSON object's optional field: `None` when absent, else `read` of it, or an error that
+/// names the field and the type it needs.
+pub(crate) fn field<'v, T>(
+    v: &'v Value,
+    name: &str,
+    kind: &str,
+    read: impl Fn(&'v Value) -> Option<T>,
+) -> Result<Option<T>, String> {
+    v.get(name)
+        .map(|x| read(x).ok_or_else(|| format!("\"{name}\" must be {kind}")))
+        .transpose()
+}
+
+/// A string field.
+pub(crate) fn str_field(v: &Value, name: &str) -> Result<Option<String>, String> {
+    field(v, name, "a string", |x| x.as_str().map(str::to_string))
+}
+
+/// A true/false field.
+pub(crate) fn bool_field(v: &Value, name: &str) -> Result<Option<bool>, String> {
+    field(v, name, "true or false", Value::as_bool)
+}
+
+impl Profile {
+    fn from_value(v: &Value) -> Result<Profile, String> {
+        if !v.is_object() {
+            return Err("must be an object".into());
+        }
+        let settings = match v.get("settings") {
+            None => ConnectForm::default(),
+            Some(s) => ConnectForm::from_value(s).map_err(|e| format!("settings: {e}"))?,
+        };
+        Ok(Profile {
+            name: str_field(v, "name")?.ok_or("has no \"name\"")?,
+            connection_string: str_field(v, "connectionString")?
+                .ok_or("has no \"connectionString\"")?,
+            remember_key: bool_field(v, "rememberKey")?.unwrap_or(false),
+            settings,
+        })
+    }
+}
+
 impl Profiles {
     /// Reads stored or imported JSON; says what is wrong otherwise.
     pub fn from_json(text: &str) -> Result<Profiles, String> {
-        let p: Profiles = serde_json::from_slice(text.as_bytes())
-            .map_err(|e| format!("not a twinscope profiles file: {e}"))?;
-        if p.version != 1 {
-            return Err(format!(
-                "profiles file version {} is not supported (expected 1)",
-                p.version
+        let bad = |e: String| format!("not a twinscope profiles file: {e}");
+        let v: Value = serde_json::from_slice(text.as_bytes()).map_err(|e| bad(e.to_string()))?;
+        if !v.is_object() {
+            return Err(bad(
+                "it must be a JSON object with a \"profiles\" list".into()
             ));
         }
-        for (i, x) in p.profiles.iter().enumerate() {
-            if x.name.trim().is_empty() {
+        let version = field(&v, "version", "a whole number", Value::as_u64)
+            .map_err(bad)?
+            .unwrap_or(1);
+        if version != 1 {
+            return Err(format!(
+                "profiles file version {version} is not supported (expected 1)"
+            ));
+        }
+        let list = field(&v, "profiles", "a list", Value::as_array)
+            .map_err(bad)?
+            .ok_or_else(|| bad("it has no \"profiles\" list".into()))?;
+        let mut profiles = Vec::with_capacity(list.len());
+        for (i, p) in list.iter().enumerate() {
+            let p = Profile::from_value(p).map_err(|e| bad(format!("profile {}: {e}", i + 1)))?;
+            if p.name.trim().is_empty() {
                 return Err(format!("profile {} has no name", i + 1));
             }
+            profiles.push(p);
         }
-        Ok(p)
+        Ok(Profiles {
+            version: 1,
+            profiles,
+        })
     }
 
     /// For storage: keys kept where the profile says so.
@@ -244,6 +297,48 @@ mod tests {
             Profiles::from_json(&mine.to_json()).unwrap().profiles[1].settings,
             s
         );
+    }
+
+    #[test]
+    fn every_setting_round_trips_and_a_wrong_type_is_named() {
+        let s = ConnectForm {
+            endpoint: "ws://127.0.0.1:8080/$iothub/websocket".into(),
+            ttl_min: "5".into(),
+            clean_session: true,
+            keep_alive: "30".into(),
+            api_version: "2021-04-12".into(),
+            model_id: "dtmi:x;1".into(),
+            will_body: "{\"bye\":1}".into(),
+            will_props: "a=1".into(),
+        };
+        let mut all = Profiles::default();
+        all.upsert(Profile::new("k", CS, true, s.clone()).unwrap());
+        assert_eq!(Profiles::from_json(&all.to_json()).unwrap(), all);
+
+        // Missing settings and fields take their defaults.
+        let p =
+            Profiles::from_json(r#"{"profiles":[{"name":"n","connectionString":"x"}]}"#).unwrap();
+        assert_eq!(p.profiles[0].settings, ConnectForm::default());
+        assert!(!p.profiles[0].remember_key);
+
+        let err = |text: &str| Profiles::from_json(text).unwrap_err();
+        assert!(err("{").contains("not a twinscope profiles file"));
+        assert!(err(r#"{"profiles":{}}"#).contains("\"profiles\" must be a list"));
+        assert!(
+            err(r#"{"version":"1","profiles":[]}"#).contains("\"version\" must be a whole number")
+        );
+        assert!(err(r#"{"profiles":[7]}"#).contains("profile 1: must be an object"));
+        assert!(err(r#"{"profiles":[{"connectionString":"x"}]}"#)
+            .contains("profile 1: has no \"name\""));
+        assert!(err(r#"{"profiles":[{"name":"n"}]}"#).contains("has no \"connectionString\""));
+        let e =
+            err(r#"{"profiles":[{"name":"n","connectionString":"x","settings":{"ttlMin":5}}]}"#);
+        assert!(
+            e.contains("profile 1: settings: \"ttlMin\" must be a string"),
+            "{e}"
+        );
+        let e = err(r#"{"profiles":[{"name":"n","connectionString":"x","rememberKey":"yes"}]}"#);
+        assert!(e.contains("\"rememberKey\" must be true or false"), "{e}");
     }
 
     #[test]

@@ -241,8 +241,8 @@ pub fn body_text(body: &[u8]) -> String {
 }
 
 /// The connection form's settings as typed.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ConnectForm {
     /// WebSocket URL override.
     pub endpoint: String,
@@ -261,6 +261,27 @@ pub struct ConnectForm {
     /// Will properties, one `name=value` a line; `$.ct`, `$.ce`, `$.mid` and the other
     /// system names set system properties.
     pub will_props: String,
+}
+
+impl ConnectForm {
+    /// The settings in a saved profile: each field may be missing (its default then).
+    pub fn from_value(v: &serde_json::Value) -> Result<ConnectForm, String> {
+        use crate::tools::profiles::{bool_field, str_field};
+        if !v.is_object() {
+            return Err("must be an object".into());
+        }
+        let d = ConnectForm::default();
+        Ok(ConnectForm {
+            endpoint: str_field(v, "endpoint")?.unwrap_or(d.endpoint),
+            ttl_min: str_field(v, "ttlMin")?.unwrap_or(d.ttl_min),
+            clean_session: bool_field(v, "cleanSession")?.unwrap_or(d.clean_session),
+            keep_alive: str_field(v, "keepAlive")?.unwrap_or(d.keep_alive),
+            api_version: str_field(v, "apiVersion")?.unwrap_or(d.api_version),
+            model_id: str_field(v, "modelId")?.unwrap_or(d.model_id),
+            will_body: str_field(v, "willBody")?.unwrap_or(d.will_body),
+            will_props: str_field(v, "willProps")?.unwrap_or(d.will_props),
+        })
+    }
 }
 
 impl Default for ConnectForm {
