@@ -19,7 +19,6 @@
 
 use std::collections::VecDeque;
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::iothub::sas::build_token;
@@ -192,48 +191,44 @@ pub struct ProvisioningConfig {
 }
 
 /// What DPS said about the registration when it ended well.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegistrationState {
     /// The registration id.
     pub registration_id: String,
     /// The hub the device was assigned to.
-    #[serde(default)]
     pub assigned_hub: Option<String>,
     /// The device id in that hub.
-    #[serde(default)]
     pub device_id: Option<String>,
     /// `assigned`, `failed`, `disabled`, ...
     pub status: String,
     /// `initialAssignment`, `deviceDataMigrated`, `reprovisionedToInitialAssignment`, ...
-    #[serde(default)]
     pub substatus: Option<String>,
     /// The service's error code, when it failed.
-    #[serde(default)]
     pub error_code: Option<i64>,
     /// The service's error message, when it failed.
-    #[serde(default)]
     pub error_message: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OperationStatus {
-    #[serde(default)]
-    operation_id: Option<String>,
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    registration_state: Option<RegistrationState>,
+/// A string member of a JSON object, if it is there and a string.
+fn text(v: &Value, name: &str) -> Option<String> {
+    v.get(name)?.as_str().map(str::to_string)
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ServiceError {
-    #[serde(default)]
-    error_code: Option<i64>,
-    #[serde(default)]
-    message: Option<String>,
+impl RegistrationState {
+    /// Reads DPS's `registrationState` object (by hand rather than derived: the app is
+    /// built for size, and a derived reader costs several KB of wasm). `None` without
+    /// its required `registrationId` and `status`.
+    pub fn from_value(v: &Value) -> Option<RegistrationState> {
+        Some(RegistrationState {
+            registration_id: text(v, "registrationId")?,
+            assigned_hub: text(v, "assignedHub"),
+            device_id: text(v, "deviceId"),
+            status: text(v, "status")?,
+            substatus: text(v, "substatus"),
+            error_code: v.get("errorCode").and_then(Value::as_i64),
+            error_message: text(v, "errorMessage"),
+        })
+    }
 }
 
 /// What the session asks of its caller or tells it.
@@ -543,7 +538,7 @@ impl ProvisioningSession {
         let retry_after_s = retry_after.unwrap_or(DEFAULT_RETRY_AFTER_S);
         match status {
             200..=299 => {
-                let op: OperationStatus = match serde_json::from_slice(body) {
+                let op: Value = match serde_json::from_slice(body) {
                     Ok(op) => op,
                     Err(e) => {
                         self.fail(format!(
@@ -552,8 +547,11 @@ impl ProvisioningSession {
                         return;
                     }
                 };
-                let st = op.status.clone().unwrap_or_default();
-                match (st.as_str(), op.registration_state) {
+                let st = text(&op, "status").unwrap_or_default();
+                let state = op
+                    .get("registrationState")
+                    .and_then(RegistrationState::from_value);
+                match (st.as_str(), state) {
                     ("assigned", Some(state)) => self.finish(state),
                     ("failed" | "disabled", state) => {
                         let detail = state
@@ -565,7 +563,7 @@ impl ProvisioningSession {
                         self.fail(format!("the registration is {st}: {detail}"));
                     }
                     _ => {
-                        if let Some(id) = op.operation_id {
+                        if let Some(id) = text(&op, "operationId") {
                             self.operation = Some(id);
                         }
                         if self.operation.is_none() {
@@ -595,8 +593,9 @@ impl ProvisioningSession {
                 )));
             }
             _ => {
-                let e: Option<ServiceError> = serde_json::from_slice(body).ok();
-                let (code, message) = e.map(|e| (e.error_code, e.message)).unwrap_or((None, None));
+                let e: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+                let code = e.get("errorCode").and_then(Value::as_i64);
+                let message = text(&e, "message");
                 let hint = match status {
                     401 => ": the key does not sign for this registration id (group key not derived? wrong enrollment?)",
                     404 => ": no enrollment matches this registration id or ID scope",

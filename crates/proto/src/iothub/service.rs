@@ -182,19 +182,25 @@ pub fn send_c2d(
 }
 
 /// A direct method's answer as the service reports it.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct MethodAnswer {
     /// The status the device answered with.
     pub status: i32,
     /// The payload the device answered with.
-    #[serde(default)]
     pub payload: Value,
 }
 
-/// Reads a method answer from a 200 body.
+/// Reads a method answer (`{"status": 200, "payload": ...}`) from a 200 body.
 pub fn parse_method_answer(body: &str) -> Result<MethodAnswer, String> {
-    serde_json::from_slice(body.as_bytes())
-        .map_err(|e| format!("the hub's answer is not a method result: {e}"))
+    let bad = |e: String| format!("the hub's answer is not a method result: {e}");
+    let mut v: Value = serde_json::from_slice(body.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    let status = v
+        .get("status")
+        .and_then(Value::as_i64)
+        .and_then(|s| i32::try_from(s).ok())
+        .ok_or_else(|| bad("it has no whole-number \"status\"".into()))?;
+    let payload = v.get_mut("payload").map(Value::take).unwrap_or(Value::Null);
+    Ok(MethodAnswer { status, payload })
 }
 
 /// An error answer in words: the hub's `ErrorCode` and message from its JSON body
@@ -418,6 +424,14 @@ mod tests {
         let a = parse_method_answer(r#"{"status":200,"payload":{"ok":true}}"#).unwrap();
         assert_eq!((a.status, a.payload), (200, json!({"ok": true})));
         assert!(parse_method_answer("[]").is_err());
+        // No payload: null. A status that is not a whole number says so.
+        let a = parse_method_answer(r#"{"status":404}"#).unwrap();
+        assert_eq!((a.status, a.payload), (404, Value::Null));
+        let e = parse_method_answer(r#"{"status":"200","payload":1}"#).unwrap_err();
+        assert!(e.contains("\"status\""), "{e}");
+        assert!(parse_method_answer("{")
+            .unwrap_err()
+            .contains("not a method result"));
     }
 
     #[test]

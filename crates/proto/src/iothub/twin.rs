@@ -11,7 +11,7 @@
 //! 32 KB counted as the service does (key lengths, string lengths without control
 //! characters, 8 bytes per number, 4 per boolean).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// Maximum size of the desired or reported section.
@@ -418,19 +418,32 @@ pub fn get_body(desired: &TwinSection, reported: &TwinSection) -> Value {
 }
 
 /// The error body the hub sends with a failed twin or method operation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HubError {
     /// Six-digit IoT Hub error code, e.g. 400004.
     pub error_code: u32,
     /// A tracking id.
-    #[serde(default)]
     pub tracking_id: String,
     /// What went wrong.
     pub message: String,
     /// When, ISO-8601.
-    #[serde(default)]
     pub timestamp_utc: String,
+}
+
+impl HubError {
+    /// Reads the body (by hand rather than derived: the app is built for size). `None`
+    /// unless it is a JSON object with a numeric `errorCode` and a string `message`.
+    pub fn from_json(body: &[u8]) -> Option<HubError> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        let text = |name: &str| v.get(name).and_then(Value::as_str).map(str::to_string);
+        Some(HubError {
+            error_code: u32::try_from(v.get("errorCode")?.as_u64()?).ok()?,
+            tracking_id: text("trackingId").unwrap_or_default(),
+            message: text("message")?,
+            timestamp_utc: text("timestampUtc").unwrap_or_default(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -660,14 +673,28 @@ mod tests {
 
     #[test]
     fn hub_error_body() {
-        let e: HubError = serde_json::from_slice(
-            r#"{"errorCode":400004,"trackingId":"abc","message":"bad","timestampUtc":"2026-01-01T00:00:00Z"}"#
-                .as_bytes(),
+        let e = HubError::from_json(
+            br#"{"errorCode":400004,"trackingId":"abc","message":"bad","timestampUtc":"2026-01-01T00:00:00Z"}"#,
         )
         .unwrap();
         assert_eq!(e.error_code, 400004);
+        assert_eq!((e.tracking_id.as_str(), e.message.as_str()), ("abc", "bad"));
         let back = serde_json::to_value(&e).unwrap();
         assert_eq!(back["errorCode"], 400004);
         assert_eq!(back["timestampUtc"], "2026-01-01T00:00:00Z");
+        // What devhub writes reads back.
+        assert_eq!(
+            HubError::from_json(&serde_json::to_vec(&e).unwrap()),
+            Some(e)
+        );
+        // Optional members may be missing; the code and message may not.
+        let e = HubError::from_json(br#"{"errorCode":404001,"message":"no"}"#).unwrap();
+        assert_eq!((e.error_code, e.tracking_id.as_str()), (404001, ""));
+        assert_eq!(
+            HubError::from_json(br#"{"errorCode":"404001","message":"no"}"#),
+            None
+        );
+        assert_eq!(HubError::from_json(br#"{"errorCode":404001}"#), None);
+        assert_eq!(HubError::from_json(b"not json"), None);
     }
 }

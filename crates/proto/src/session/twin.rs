@@ -211,9 +211,9 @@ impl DeviceSession {
             return;
         };
         let error = |body: &[u8]| {
-            let message = serde_json::from_slice::<HubError>(body)
+            let message = HubError::from_json(body)
                 .map(|e| format!("{} ({})", e.message, e.error_code))
-                .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned());
+                .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
             RequestError {
                 status: Some(status),
                 message,
