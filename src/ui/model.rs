@@ -137,7 +137,7 @@ impl TelemetryForm {
     pub fn formatted_body(&self) -> Result<String, String> {
         serde_json::from_slice::<serde_json::Value>(self.body.as_bytes())
             .map_err(|e| format!("cannot format: the body is not valid JSON ({e})"))
-            .and_then(|v| serde_json::to_string_pretty(&v).map_err(|e| e.to_string()))
+            .map(|v| format!("{v:#}"))
     }
 
     /// Warnings about what the hub will make of the message.
@@ -226,7 +226,7 @@ pub fn body_text(body: &[u8]) -> String {
         Ok(s) => serde_json::from_slice::<serde_json::Value>(s.as_bytes())
             .ok()
             .filter(|v| v.is_object() || v.is_array())
-            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .map(|v| format!("{v:#}"))
             .unwrap_or_else(|| s.to_string()),
         Err(_) => format!(
             "({} bytes, not UTF-8) {}",

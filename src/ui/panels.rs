@@ -402,10 +402,10 @@ pub fn TwinPanel() -> impl IntoView {
     let start_from_reported = move |_| {
         let current = device.view().with_untracked(|v| {
             v.twin.as_ref().map(|t| {
-                serde_json::to_string_pretty(&serde_json::Value::Object(
-                    t.reported.properties.clone(),
-                ))
-                .unwrap_or_default()
+                format!(
+                    "{:#}",
+                    serde_json::Value::Object(t.reported.properties.clone())
+                )
             })
         });
         if let Some(text) = current {
@@ -415,11 +415,9 @@ pub fn TwinPanel() -> impl IntoView {
     let raw = RwSignal::new(false);
     let copied = RwSignal::new(None::<String>);
     let copy_twin = move |_| {
-        let text = device.view().with_untracked(|v| {
-            v.twin
-                .as_ref()
-                .map(|t| serde_json::to_string_pretty(&t.to_json()).unwrap_or_default())
-        });
+        let text = device
+            .view()
+            .with_untracked(|v| v.twin.as_ref().map(|t| format!("{:#}", t.to_json())));
         if let Some(text) = text {
             leptos::task::spawn_local(async move {
                 copied.set(Some(match crate::client::copy_text(text).await {
@@ -469,7 +467,7 @@ pub fn TwinPanel() -> impl IntoView {
             {move || device.view().with(|v| match &v.twin {
                 None => "Connect to fetch the device twin.".into_any(),
                 Some(t) if raw.get() => view! {
-                    <pre>{serde_json::to_string_pretty(&t.to_json()).unwrap_or_default()}</pre>
+                    <pre>{format!("{:#}", t.to_json())}</pre>
                 }.into_any(),
                 Some(t) => json_tree(None, &t.to_json()),
             })}
@@ -528,7 +526,7 @@ pub fn TwinPanel() -> impl IntoView {
                         </p>
                     })}
                     <pre class="mono">
-                        {format!("$version {}  ·  {}\n{}", e.value.version, crate::client::clock_label(e.at), serde_json::to_string_pretty(&e.value.patch).unwrap_or_default())}
+                        {format!("$version {}  ·  {}\n{:#}", e.value.version, crate::client::clock_label(e.at), e.value.patch)}
                     </pre>
                 </div>
             })}

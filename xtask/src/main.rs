@@ -296,28 +296,7 @@ fn bench_browser(tools: &setup::Tools) -> String {
 /// biggest items of the wasm (twiggy, on the build before wasm-opt, which keeps names).
 fn bench_bundle(tools: &setup::Tools) -> Result<String, String> {
     let root = util::root();
-    let gz = |path: &std::path::Path| -> Result<(u64, u64), String> {
-        let raw = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
-        let out = std::process::Command::new("gzip")
-            .args(["-9", "-c"])
-            .arg(path)
-            .output()
-            .map_err(|e| format!("gzip: {e}"))?;
-        Ok((raw, out.stdout.len() as u64))
-    };
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(root.join("dist")).map_err(|e| e.to_string())? {
-        let p = entry.map_err(|e| e.to_string())?.path();
-        let kind = match p.extension().and_then(|e| e.to_str()) {
-            Some("wasm") => "wasm",
-            Some("js") => "js",
-            Some("css") => "css",
-            _ => continue,
-        };
-        let (raw, z) = gz(&p)?;
-        files.push((kind, raw, z));
-    }
-    files.sort();
+    let files = util::dist_sizes()?;
     let total: u64 = files.iter().map(|f| f.2).sum();
     println!("{:<28} {:>10} {:>10}", "bundle", "raw B", "gzip B");
     for (k, raw, z) in &files {
@@ -333,14 +312,14 @@ fn bench_bundle(tools: &setup::Tools) -> Result<String, String> {
                 .current_dir(&peer_dir),
         )?;
     }
-    let (peer_raw, peer_z) = gz(&peer_dir.join("node_modules/mqtt/dist/mqtt.min.js"))?;
+    let (peer_raw, peer_z) = util::gzip_size(&peer_dir.join("node_modules/mqtt/dist/mqtt.min.js"))?;
     println!(
         "{:<28} {peer_raw:>10} {peer_z:>10}",
         "peer: MQTT.js mqtt.min.js"
     );
     println!(
         "budget 300 KB gzipped: {} ({:.1} KB); target 200 KB",
-        if total <= 300 * 1024 {
+        if total <= util::BUNDLE_BUDGET {
             "within"
         } else {
             "OVER"

@@ -28,6 +28,16 @@ impl Tally {
         }
     }
 
+    /// A check decided here: counts as one test, passed or failed.
+    fn verdict(&mut self, name: &str, ok: bool) {
+        if ok {
+            self.passed += 1;
+        } else {
+            self.failed += 1;
+            self.failures.push(name.to_string());
+        }
+    }
+
     /// A test run: streams its output and adds up every `test result:` line. A run that
     /// fails without reporting a failed test (a build error, a crashed runner) counts as one.
     fn tests(&mut self, name: &str, cmd: &mut Command) {
@@ -250,6 +260,30 @@ pub fn run() -> ExitCode {
         DevhubProcess::start_with(&["--app", "dist", "--demo"])
             .and_then(|hub| Chromedriver::start(&tools.chromedriver).map(|cd| (hub, cd)))
     });
+    if e2e.is_ok() {
+        // The budget of issue #12: the whole app, gzipped, at most 300 KB.
+        let name = "bundle: the app (wasm + JS + CSS, gzip -9) is at most 300 KB";
+        step(name);
+        match crate::util::dist_sizes() {
+            Ok(files) => {
+                for (kind, raw, z) in &files {
+                    println!("{kind:<5} {raw:>9} B raw {z:>8} B gzipped");
+                }
+                let total: u64 = files.iter().map(|f| f.2).sum();
+                let budget = crate::util::BUNDLE_BUDGET;
+                let ok = files.len() == 3 && total <= budget;
+                println!(
+                    "total {total} B gzipped: {} the budget of {budget} B",
+                    if ok { "within" } else { "OVER" }
+                );
+                t.verdict(name, ok);
+            }
+            Err(e) => {
+                println!("{e}");
+                t.verdict(name, false);
+            }
+        }
+    }
     match &e2e {
         Ok((hub, cd)) => t.tests(
             "end to end: a new user in headless Chromium through WebDriver (screenshots in docs/)",

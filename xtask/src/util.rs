@@ -1,6 +1,6 @@
 //! Small helpers: the workspace root, running commands, printing steps.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// The workspace root (the parent of xtask/).
@@ -83,4 +83,39 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The whole app's budget, gzipped (wasm + JS + CSS): `cargo xtask test` fails past it.
+pub const BUNDLE_BUDGET: u64 = 300 * 1024;
+
+/// A file's size, raw and compressed by `gzip -9`.
+pub fn gzip_size(path: &Path) -> Result<(u64, u64), String> {
+    let raw = std::fs::metadata(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    let out = Command::new("gzip")
+        .args(["-9", "-c"])
+        .arg(path)
+        .output()
+        .map_err(|e| format!("gzip: {e}"))?;
+    Ok((raw, out.stdout.len() as u64))
+}
+
+/// The built app in dist/: (kind, raw bytes, gzipped bytes) for its wasm, JS and CSS.
+pub fn dist_sizes() -> Result<Vec<(&'static str, u64, u64)>, String> {
+    let dist = root().join("dist");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&dist).map_err(|e| format!("{}: {e}", dist.display()))? {
+        let p = entry.map_err(|e| e.to_string())?.path();
+        let kind = match p.extension().and_then(|e| e.to_str()) {
+            Some("wasm") => "wasm",
+            Some("js") => "js",
+            Some("css") => "css",
+            _ => continue,
+        };
+        let (raw, z) = gzip_size(&p)?;
+        files.push((kind, raw, z));
+    }
+    files.sort();
+    Ok(files)
 }

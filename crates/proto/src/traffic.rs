@@ -163,9 +163,7 @@ impl Preview {
         }
         match std::str::from_utf8(body) {
             Ok(s) => match serde_json::from_slice::<Value>(s.as_bytes()) {
-                Ok(v) if v.is_object() || v.is_array() => {
-                    Preview::Json(serde_json::to_string_pretty(&v).unwrap_or_else(|_| s.into()))
-                }
+                Ok(v) if v.is_object() || v.is_array() => Preview::Json(format!("{v:#}")),
                 _ => Preview::Text(s.to_string()),
             },
             Err(_) => Preview::Hex(
