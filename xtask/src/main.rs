@@ -369,7 +369,7 @@ fn bench_bundle(tools: &setup::Tools) -> Result<String, String> {
     Ok(format!(
         "{{{},\"total_gzip\":{total},\"budget_gzip\":{},\"peer_mqttjs\":{{\"raw\":{peer_raw},\"gzip\":{peer_z}}},\"twiggy_top\":[{}]}}",
         fields.join(","),
-        300 * 1024,
+        util::BUNDLE_BUDGET,
         top.join(",")
     ))
 }
