@@ -41,7 +41,7 @@ pub async fn fetch_demo(base: &str) -> Option<DemoDevice> {
     }
     let text = JsFuture::from(resp.text().ok()?).await.ok()?.as_string()?;
     let v: serde_json::Value = serde_json::from_slice(text.as_bytes()).ok()?;
-    let s = |v: &serde_json::Value, k: &str| v.get(k)?.as_str().map(str::to_string);
+    let s = twinscope_proto::text::json_text;
     Some(DemoDevice {
         connection_string: s(&v, "connectionString")?,
         websocket_url: s(&v, "websocketUrl")?,

@@ -27,6 +27,7 @@ use crate::mqtt::{
     Connect, ConnectReturnCode, Decoder, Packet, PacketId, Publish, QoS, QosPid, Subscribe,
     SubscribeFilter,
 };
+use crate::text::json_text as text;
 
 /// The DPS api-version of the MQTT user name (spec §10).
 pub const DPS_API_VERSION: &str = "2019-03-31";
@@ -207,11 +208,6 @@ pub struct RegistrationState {
     pub error_code: Option<i64>,
     /// The service's error message, when it failed.
     pub error_message: Option<String>,
-}
-
-/// A string member of a JSON object, if it is there and a string.
-fn text(v: &Value, name: &str) -> Option<String> {
-    v.get(name)?.as_str().map(str::to_string)
 }
 
 impl RegistrationState {

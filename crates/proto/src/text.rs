@@ -1,10 +1,16 @@
-//! Names and values quoted in messages people read.
+//! Names and values quoted in messages people read, and text read out of JSON.
 //!
 //! The shipped app is built with `-Zfmt-debug=none` (Debug formatting compiled out, for
 //! size: see docs/benchmarks.md), so text a person reads never uses `{:?}`: it quotes with
 //! [`Quoted`] and [`QuotedChar`], which write what `{:?}` writes on a stable build.
 
 use std::fmt::{self, Display, Write};
+
+/// A string member of a JSON object, if it is there and a string. The app reads JSON by
+/// hand rather than with derived readers (they cost it several KB of wasm each).
+pub fn json_text(v: &serde_json::Value, name: &str) -> Option<String> {
+    v.get(name)?.as_str().map(str::to_string)
+}
 
 /// A string in double quotes, its quotes, backslashes and control characters escaped.
 pub struct Quoted<'a>(pub &'a str);
@@ -65,5 +71,15 @@ mod tests {
         for c in ['a', '\'', '"', '\\', '\n', '\0', '\u{1b}', 'é', '#'] {
             assert_eq!(QuotedChar(c).to_string(), format!("{c:?}"), "{c}");
         }
+    }
+
+    #[test]
+    fn json_text_reads_only_string_members() {
+        let v = serde_json::json!({"a": "x", "n": 1, "z": null});
+        assert_eq!(json_text(&v, "a").as_deref(), Some("x"));
+        assert_eq!(json_text(&v, "n"), None);
+        assert_eq!(json_text(&v, "z"), None);
+        assert_eq!(json_text(&v, "missing"), None);
+        assert_eq!(json_text(&serde_json::json!([1]), "a"), None);
     }
 }

@@ -436,7 +436,7 @@ impl HubError {
     /// unless it is a JSON object with a numeric `errorCode` and a string `message`.
     pub fn from_json(body: &[u8]) -> Option<HubError> {
         let v: Value = serde_json::from_slice(body).ok()?;
-        let text = |name: &str| v.get(name).and_then(Value::as_str).map(str::to_string);
+        let text = |name: &str| crate::text::json_text(&v, name);
         Some(HubError {
             error_code: u32::try_from(v.get("errorCode")?.as_u64()?).ok()?,
             tracking_id: text("trackingId").unwrap_or_default(),
