@@ -306,18 +306,25 @@ impl Device {
         let size = t.body.len() + t.props.counted_size();
         let props = t.props.encode(twinscope_proto::iothub::SysPrefix::Literal);
         let qos1 = t.qos != Some(twinscope_proto::mqtt::QoS::AtMostOnce);
-        let r = rc.borrow_mut().session.publish_telemetry(now_ms(), t);
-        match (&r, from_run) {
-            (Ok(id), false) => self
-                .view
-                .update(|v| v.telemetry_queued(*id, size, props, now_ms())),
-            (Ok(id), true) => self
-                .view
-                .update(|v| v.run_message_queued(*id, size, props, now_ms(), qos1)),
-            (Err(_), false) => self.view.update(DeviceView::telemetry_refused),
-            (Err(_), true) => self.view.update(DeviceView::run_message_refused),
-        }
-        self.pump(&rc);
+        let now = now_ms();
+        let r = rc.borrow_mut().session.publish_telemetry(now, t);
+        // The message goes into the view in the same update as the events its sending
+        // makes: one signal write a message, not two.
+        let mut queued = Some((&r, props));
+        self.pump_with(
+            &rc,
+            Some(&mut |v: &mut DeviceView| {
+                let Some((r, props)) = queued.take() else {
+                    return;
+                };
+                match (r, from_run) {
+                    (Ok(id), false) => v.telemetry_queued(*id, size, props, now),
+                    (Ok(id), true) => v.run_message_queued(*id, size, props, now, qos1),
+                    (Err(_), false) => v.telemetry_refused(),
+                    (Err(_), true) => v.run_message_refused(),
+                }
+            }),
+        );
         r.map(|_| ()).map_err(|e| e.to_string())
     }
 
@@ -368,35 +375,45 @@ impl Device {
     /// Drains the session's outputs: bytes to the socket, events to signals and actions,
     /// then re-arms the timer.
     fn pump(&self, rc: &Rc<RefCell<Inner>>) {
+        self.pump_with(rc, None);
+    }
+
+    /// Sends what the session wrote, carries out and shows its events, and re-arms the
+    /// timer. `first` changes the view in the same update as the first round's events.
+    fn pump_with(
+        &self,
+        rc: &Rc<RefCell<Inner>>,
+        mut first: Option<&mut dyn FnMut(&mut DeviceView)>,
+    ) {
+        let mut events = Vec::new();
         loop {
-            let (bytes, events) = {
-                let mut i = rc.borrow_mut();
-                let bytes: Vec<Vec<u8>> =
-                    std::iter::from_fn(|| i.session.poll_transmit()).collect();
-                let events: Vec<Event> = std::iter::from_fn(|| i.session.poll_event()).collect();
-                (bytes, events)
-            };
-            if bytes.is_empty() && events.is_empty() {
-                break;
-            }
-            if let Some(s) = &rc.borrow().socket {
-                for b in &bytes {
-                    s.send(b);
+            {
+                let i = &mut *rc.borrow_mut();
+                while let Some(b) = i.session.poll_transmit() {
+                    if let Some(s) = &i.socket {
+                        s.send(&b);
+                    }
                 }
+                events.extend(std::iter::from_fn(|| i.session.poll_event()));
+            }
+            if events.is_empty() && first.is_none() {
+                break;
             }
             for e in &events {
                 self.act_on(rc, e);
             }
             // One view update per pump round, not one per event: under a telemetry burst
             // every update re-runs what the panels derive from the view.
-            if !events.is_empty() {
-                let now = now_ms();
-                self.view.update(|v| {
-                    for e in events {
-                        v.take(e, now);
-                    }
-                });
-            }
+            let now = now_ms();
+            let first = first.take();
+            self.view.update(|v| {
+                if let Some(f) = first {
+                    f(v);
+                }
+                for e in events.drain(..) {
+                    v.take(e, now);
+                }
+            });
         }
         self.arm_timer(rc);
     }
