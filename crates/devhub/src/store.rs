@@ -112,8 +112,10 @@ impl EventRecord {
 pub struct Store {
     db: Connection,
     retention: Retention,
-    /// Messages stored per device since its last per-device prune.
-    since_prune: std::cell::RefCell<std::collections::HashMap<String, u32>>,
+    /// Per device: messages stored since its last per-device prune, and how many of its
+    /// messages the table holds (counted once, then kept up to date; forgotten after a
+    /// rollback, to be counted again).
+    since_prune: std::cell::RefCell<std::collections::HashMap<String, Kept>>,
     /// The last event sequence number handed out, or one above it (sequence numbers only
     /// grow): whether the next message takes the total past the retention.
     last_seq: std::cell::Cell<i64>,
@@ -161,6 +163,13 @@ impl Drop for Checkpointer {
             let _ = t.join();
         }
     }
+}
+
+/// A device's telemetry bookkeeping (see `Store::since_prune`).
+#[derive(Default)]
+struct Kept {
+    since_prune: u32,
+    stored: Option<i64>,
 }
 
 /// How much telemetry is kept: the oldest is dropped first.
@@ -579,15 +588,15 @@ impl Store {
     ) -> Result<i64, StoreError> {
         // Per device: every PRUNE_EVERY of its messages, drop all but its newest.
         let prune = {
-            let mut counts = self.since_prune.borrow_mut();
-            let n = match counts.get_mut(device) {
-                Some(n) => n,
-                None => counts.entry(device.to_string()).or_insert(0),
+            let mut kept = self.since_prune.borrow_mut();
+            let k = match kept.get_mut(device) {
+                Some(k) => k,
+                None => kept.entry(device.to_string()).or_default(),
             };
-            *n += 1;
-            let due = *n >= PRUNE_EVERY;
+            k.since_prune += 1;
+            let due = k.since_prune >= PRUNE_EVERY;
             if due {
-                *n = 0;
+                k.since_prune = 0;
             }
             due
         };
@@ -601,16 +610,18 @@ impl Store {
             )?;
             let seq = self.db.last_insert_rowid();
             self.last_seq.set(seq);
+            self.count_stored(device, 1);
             if seq > total {
-                self.exec("DELETE FROM events WHERE seq <= ?1", [seq - total])?;
+                let mut gone = self
+                    .db
+                    .prepare_cached("DELETE FROM events WHERE seq <= ?1 RETURNING device_id")?;
+                let mut rows = gone.query([seq - total])?;
+                while let Some(row) = rows.next()? {
+                    self.count_stored(&row.get::<_, String>(0)?, -1);
+                }
             }
             if prune {
-                self.exec(
-                    "DELETE FROM events WHERE device_id = ?1 AND seq <= (
-                         SELECT seq FROM events WHERE device_id = ?1
-                         ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
-                    params![device, self.retention.per_device],
-                )?;
+                self.prune(device)?;
             }
             Ok(seq)
         };
@@ -618,11 +629,59 @@ impl Store {
         // locks, one WAL commit), or with the rest of the batch they are part of
         // (`begin_batch`). Without, the insert is one statement, whole or not at all, and
         // a savepoint around it was two more statements a message.
-        if prune || self.last_seq.get() >= total {
+        let r = if prune || self.last_seq.get() >= total {
             self.in_savepoint(store)
         } else {
             store()
+        };
+        if r.is_err() {
+            self.forget_counts();
         }
+        r
+    }
+
+    /// Adds `by` to the number of `device`'s messages held, if it is known.
+    fn count_stored(&self, device: &str, by: i64) {
+        if let Some(Kept {
+            stored: Some(n), ..
+        }) = self.since_prune.borrow_mut().get_mut(device)
+        {
+            *n += by;
+        }
+    }
+
+    /// Forgets the counts of messages held (after a rollback): each is counted again
+    /// when next needed.
+    fn forget_counts(&self) {
+        for k in self.since_prune.borrow_mut().values_mut() {
+            k.stored = None;
+        }
+    }
+
+    /// Drops all but `device`'s newest `per_device` messages. With the count known, the
+    /// delete walks only the rows it drops: finding the cut by skipping the newest
+    /// `per_device` rows walked them all, every [`PRUNE_EVERY`] messages.
+    fn prune(&self, device: &str) -> Result<(), StoreError> {
+        let known = self.since_prune.borrow().get(device).and_then(|k| k.stored);
+        let stored = match known {
+            Some(n) => n,
+            None => self
+                .db
+                .prepare_cached("SELECT COUNT(*) FROM events WHERE device_id = ?1")?
+                .query_row([device], |r| r.get(0))?,
+        };
+        let excess = stored - i64::from(self.retention.per_device);
+        if excess > 0 {
+            self.exec(
+                "DELETE FROM events WHERE seq IN (
+                     SELECT seq FROM events WHERE device_id = ?1 ORDER BY seq LIMIT ?2)",
+                params![device, excess],
+            )?;
+        }
+        if let Some(k) = self.since_prune.borrow_mut().get_mut(device) {
+            k.stored = Some(stored - excess.max(0));
+        }
+        Ok(())
     }
 
     /// Runs `f` inside a savepoint: what it writes stays if it succeeds and is undone if it
@@ -659,6 +718,7 @@ impl Store {
     pub fn rollback_batch(&self) {
         let _ = self.exec("ROLLBACK TO batch", []);
         let _ = self.exec("RELEASE batch", []);
+        self.forget_counts();
     }
 
     /// Sets how much telemetry is kept (applied from the next message on).

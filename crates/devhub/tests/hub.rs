@@ -942,6 +942,36 @@ fn stored_telemetry_is_bounded_per_device_and_in_all_oldest_first() {
 }
 
 #[test]
+fn a_device_keeps_its_newest_messages_when_the_total_bound_took_some_of_them() {
+    // The per-device prune counts what a device holds; the total bound dropping that
+    // device's oldest messages must lower the count, or the prune would drop more.
+    use twinscope_devhub::store::{Retention, PRUNE_EVERY};
+    assert_eq!(PRUNE_EVERY, 64, "the steps below count on pruning every 64");
+    let mut store = Store::in_memory().unwrap();
+    store.set_retention(Retention {
+        per_device: 100,
+        total: 150,
+    });
+    let add = |d: &str, i: usize| {
+        store
+            .add_event(d, None, "{}", format!("{d}-{i}").as_bytes(), "t")
+            .unwrap();
+    };
+    // d1: 100 messages (a prune at its 64th, nothing to drop).
+    (0..100).for_each(|i| add("d1", i));
+    // d2: 100 more; the total bound drops d1's oldest 50.
+    (0..100).for_each(|i| add("d2", i));
+    assert_eq!(store.events(Some("d1"), 0, 1000).unwrap().len(), 50);
+    // d1: 28 more, each dropping one of its own oldest for the total; at the 28th its
+    // prune is due, with 50 held: under its 100, so nothing more goes.
+    (100..128).for_each(|i| add("d1", i));
+    let d1 = store.events(Some("d1"), 0, 1000).unwrap();
+    assert_eq!(d1.len(), 50, "d1 holds 50, under its bound of 100");
+    assert_eq!(d1[0].body.as_deref(), Some("d1-78"));
+    assert_eq!(d1.last().unwrap().body.as_deref(), Some("d1-127"));
+}
+
+#[test]
 fn a_file_store_keeps_its_write_ahead_log_bounded_under_a_long_burst() {
     // The log is copied back into the database by a thread of its own; the writer's own
     // checkpoint (at 16 MiB of log) finishes each round, so the log starts over instead
