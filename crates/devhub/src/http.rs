@@ -91,6 +91,8 @@ pub fn router(shared: Arc<Shared>, cfg: HttpConfig) -> Router {
                 .get(get_enrollment_group)
                 .delete(delete_enrollment_group),
         )
+        .route("/statistics/devices", get(registry_statistics))
+        .route("/statistics/service", get(service_statistics))
         .route("/devhub/health", get(|| async { "ok" }))
         .route("/devhub/demo", get(demo))
         .route("/devhub/events", get(events))
@@ -235,6 +237,7 @@ impl FromRequestParts<AppState> for Authorized {
     }
 }
 
+/// The If-Match header as sent (the hub compares it without quotes; `*` is any).
 fn if_match(h: &HeaderMap) -> Option<String> {
     h.get(header::IF_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -318,6 +321,15 @@ async fn list_devices(_: Authorized, State(s): State<AppState>) -> ApiResult {
     Ok(Json(v).into_response())
 }
 
+async fn registry_statistics(_: Authorized, State(s): State<AppState>) -> ApiResult {
+    let v = s.shared.read_hub(|h| h.registry_statistics())?;
+    Ok(Json(v).into_response())
+}
+
+async fn service_statistics(_: Authorized, State(s): State<AppState>) -> ApiResult {
+    Ok(Json(s.shared.read_hub(|h| h.service_statistics())).into_response())
+}
+
 async fn list_modules(
     _: Authorized,
     State(s): State<AppState>,
@@ -375,13 +387,15 @@ async fn delete_identity(
     _: Authorized,
     State(s): State<AppState>,
     Path(t): Path<Target>,
+    headers: HeaderMap,
 ) -> ApiResult {
-    s.shared.with_hub(
-        |h| match h.delete_identity(&t.id, t.mid.as_deref(), now_ms()) {
+    let im = if_match(&headers);
+    s.shared.with_hub(|h| {
+        match h.delete_identity(&t.id, t.mid.as_deref(), im.as_deref(), now_ms()) {
             Ok(actions) => (Ok(()), actions),
             Err(e) => (Err(e), Vec::new()),
-        },
-    )?;
+        }
+    })?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -845,7 +845,7 @@ fn deleting_a_device_touches_no_other_identitys_session() {
     }
     // `a_/%` and `a%/%` as LIKE patterns would match both.
     for d in ["a_", "a%"] {
-        h.delete_identity(d, None, T0).unwrap();
+        h.delete_identity(d, None, None, T0).unwrap();
     }
     for cid in ["ab/m", "a%b/m"] {
         assert!(
@@ -853,6 +853,50 @@ fn deleting_a_device_touches_no_other_identitys_session() {
             "{cid}'s session was deleted with another device"
         );
     }
+}
+
+#[test]
+fn if_match_takes_any_etag_quoted_or_not_and_refuses_a_stale_one() {
+    let mut h = hub();
+    let (v, _) = h
+        .put_identity("e1", None, &Default::default(), None, T0)
+        .unwrap();
+    let first = v.etag.clone();
+    // `"*"` as the SDKs send it, `*`, the etag quoted, weak, or bare: all pass.
+    for m in ["\"*\"", "*"] {
+        h.put_identity("e1", None, &Default::default(), Some(m), T0)
+            .unwrap();
+    }
+    // The current etag quoted, weak, or bare passes (and each update bumps it).
+    for form in [
+        |e: &str| format!("\"{e}\""),
+        |e: &str| format!("W/\"{e}\""),
+        |e: &str| e.to_string(),
+    ] {
+        let now = h
+            .identity_view(&h.store().identity("e1", None).unwrap().unwrap())
+            .etag;
+        let m = form(&now);
+        let (v, _) = h
+            .put_identity("e1", None, &Default::default(), Some(&m), T0)
+            .unwrap();
+        assert_ne!(v.etag, now, "{m}: the update bumps the etag");
+    }
+    let stale = format!("\"{first}\"");
+    let e = h
+        .put_identity("e1", None, &Default::default(), Some(&stale), T0)
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::PreconditionFailed);
+    assert!(e.message.contains("does not match"), "{}", e.message);
+    let e = h.delete_identity("e1", None, Some(&stale), T0).unwrap_err();
+    assert_eq!(
+        e.code,
+        ErrorCode::PreconditionFailed,
+        "a stale delete keeps the device"
+    );
+    assert!(h.store().identity("e1", None).unwrap().is_some());
+    h.delete_identity("e1", None, Some("\"*\""), T0).unwrap();
+    assert!(h.store().identity("e1", None).unwrap().is_none());
 }
 
 #[test]

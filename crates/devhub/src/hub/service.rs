@@ -24,6 +24,21 @@ fn status_of(r: &IdentityRecord) -> IdentityStatus {
     }
 }
 
+/// An If-Match header against the current etag: absent, `*` (quoted or not, as the SDKs
+/// send it) or the same etag (quoted or not, weak or strong) passes; another is 412.
+fn check_if_match(if_match: Option<&str>, current: &str, what: &str) -> Result<(), ServiceError> {
+    let Some(m) = if_match else { return Ok(()) };
+    let m = m.trim();
+    let m = m.strip_prefix("W/").unwrap_or(m).trim_matches('"');
+    if m == "*" || m == current {
+        return Ok(());
+    }
+    Err(ServiceError::new(
+        ErrorCode::PreconditionFailed,
+        format!("{what} does not match (If-Match {}, current {current}): read the current one and try again", twinscope_proto::text::Quoted(m)),
+    ))
+}
+
 impl Hub {
     /// Creates or updates an identity from the REST body. `if_match` is the request's
     /// If-Match header (`*` or an etag) for updates.
@@ -37,13 +52,8 @@ impl Hub {
     ) -> Result<(IdentityView, Vec<Action>), ServiceError> {
         let id = parse_identity(device, module)?;
         let existing = self.store.identity(device, module)?;
-        if let (Some(e), Some(m)) = (&existing, if_match) {
-            if m != "*" && m.trim_matches('"') != etag(e.etag) {
-                return Err(ServiceError::new(
-                    ErrorCode::PreconditionFailed,
-                    "etag does not match (If-Match)",
-                ));
-            }
+        if let Some(e) = &existing {
+            check_if_match(if_match, &etag(e.etag), "etag")?;
         }
         if existing.is_some() && if_match.is_none() {
             return Err(ServiceError::new(
@@ -178,13 +188,45 @@ impl Hub {
     }
 
     /// Deletes an identity (and closes its connection).
+    /// `GET /statistics/devices`: the devices in the registry (modules not counted), and
+    /// how many are enabled and disabled.
+    pub fn registry_statistics(&self) -> Result<Value, ServiceError> {
+        let devices = self.store.devices()?;
+        let enabled = devices.iter().filter(|d| d.status == "enabled").count();
+        Ok(serde_json::json!({
+            "totalDeviceCount": devices.len(),
+            "enabledDeviceCount": enabled,
+            "disabledDeviceCount": devices.len() - enabled,
+        }))
+    }
+
+    /// `GET /statistics/service`: the devices connected now (a device counts once, its
+    /// modules' connections not at all).
+    pub fn service_statistics(&self) -> Value {
+        let connected: std::collections::HashSet<&str> = self
+            .by_client
+            .values()
+            .filter_map(|c| self.conns.get(c))
+            .filter(|c| c.identity.module.is_none())
+            .map(|c| c.identity.device.as_str())
+            .collect();
+        serde_json::json!({ "connectedDeviceCount": connected.len() })
+    }
+
+    /// Deletes an identity (`if_match`: the request's If-Match header, `*` or an etag).
     pub fn delete_identity(
         &mut self,
         device: &str,
         module: Option<&str>,
+        if_match: Option<&str>,
         now_ms: u64,
     ) -> Result<Vec<Action>, ServiceError> {
         let id = parse_identity(device, module)?;
+        let existing = self
+            .store
+            .identity(device, module)?
+            .ok_or_else(|| not_found(&id))?;
+        check_if_match(if_match, &etag(existing.etag), "etag")?;
         if !self.store.delete_identity(device, module)? {
             return Err(not_found(&id));
         }
@@ -245,14 +287,7 @@ impl Hub {
             .store
             .twin(device, module)?
             .ok_or_else(|| not_found(&id))?;
-        if let Some(m) = if_match {
-            if m != "*" && m.trim_matches('"') != etag(t.version) {
-                return Err(ServiceError::new(
-                    ErrorCode::PreconditionFailed,
-                    "twin etag does not match (If-Match)",
-                ));
-            }
-        }
+        check_if_match(if_match, &etag(t.version), "twin etag")?;
         let bad = |e: TwinError| ServiceError::new(ErrorCode::ArgumentInvalid, e.to_string());
         if let Some(tags_obj) = &update.tags {
             let tags = Value::Object(tags_obj.clone());

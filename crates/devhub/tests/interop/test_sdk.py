@@ -199,3 +199,51 @@ def test_provisioning_client_registers_then_the_device_sends(devhub, enrollment)
         symmetric_key=GROUP_KEY, websockets=True, server_verification_cert=ca_text(devhub))
     with pytest.raises(Exception):
         bad.register()
+
+
+def test_service_sdk_etags_and_statistics(devhub):
+    """The service SDK sends If-Match "*" (quoted) when no etag is given; a stale etag is 412;
+    the registry and service statistics count what is there."""
+    from msrest.exceptions import HttpOperationError
+
+    rm = IoTHubRegistryManager.from_connection_string(devhub.service_cs)
+    before = rm.get_device_registry_statistics()
+    rm.create_device_with_sas("sdk-etag", "", "", "enabled")
+    dev = rm.get_device("sdk-etag")
+    # Any etag ("*", the SDK's default), then the current one, then a stale one.
+    assert rm.update_device_with_sas("sdk-etag", None, "", "", "disabled").status == "disabled"
+    stats = rm.get_device_registry_statistics()
+    assert stats.total_device_count == before.total_device_count + 1
+    assert stats.disabled_device_count == before.disabled_device_count + 1
+    assert stats.enabled_device_count == before.enabled_device_count
+    current = rm.get_device("sdk-etag").etag
+    assert current != dev.etag
+    assert rm.update_device_with_sas("sdk-etag", current, "", "", "enabled").status == "enabled"
+    with pytest.raises(HttpOperationError) as stale:
+        rm.update_device_with_sas("sdk-etag", dev.etag, "", "", "disabled")
+    assert stale.value.response.status_code == 412
+    assert rm.get_device("sdk-etag").status == "enabled"
+
+    twin = rm.get_twin("sdk-etag")
+    replaced = rm.replace_twin("sdk-etag", Twin(tags={"only": True}, properties=TwinProperties(desired={"mode": "eco"})))
+    assert replaced.tags == {"only": True}
+    with pytest.raises(HttpOperationError) as stale_twin:
+        rm.update_twin("sdk-etag", Twin(tags={"x": 1}), twin.etag)
+    assert stale_twin.value.response.status_code == 412
+    assert rm.get_twin("sdk-etag").tags == {"only": True}
+
+    with pytest.raises(HttpOperationError) as stale_delete:
+        rm.delete_device("sdk-etag", etag=dev.etag)
+    assert stale_delete.value.response.status_code == 412
+    rm.get_device("sdk-etag")
+
+    assert rm.get_service_statistics().connected_device_count == 0
+    client = device_client(devhub, "sdk-dev2")
+    client.connect()
+    try:
+        assert rm.get_service_statistics().connected_device_count == 1
+    finally:
+        client.shutdown()
+    assert wait_for(lambda: rm.get_service_statistics().connected_device_count == 0)
+    rm.delete_device("sdk-etag")
+    assert rm.get_device_registry_statistics().total_device_count == before.total_device_count
