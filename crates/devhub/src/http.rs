@@ -91,6 +91,7 @@ pub fn router(shared: Arc<Shared>, cfg: HttpConfig) -> Router {
                 .get(get_enrollment_group)
                 .delete(delete_enrollment_group),
         )
+        .route("/devices/query", post(query_twins))
         .route("/statistics/devices", get(registry_statistics))
         .route("/statistics/service", get(service_statistics))
         .route("/devhub/health", get(|| async { "ok" }))
@@ -125,7 +126,11 @@ pub fn router(shared: Arc<Shared>, cfg: HttpConfig) -> Router {
             Method::DELETE,
         ])
         .allow_headers(AllowHeaders::mirror_request())
-        .expose_headers([header::ETAG])
+        .expose_headers([
+            header::ETAG,
+            header::HeaderName::from_static("x-ms-continuation"),
+            header::HeaderName::from_static("x-ms-item-type"),
+        ])
         .max_age(Duration::from_secs(600));
     r.layer(cors)
         .layer(middleware::from_fn(move |req: Request, next: Next| {
@@ -319,6 +324,49 @@ async fn list_devices(_: Authorized, State(s): State<AppState>) -> ApiResult {
         ))
     })?;
     Ok(Json(v).into_response())
+}
+
+/// `POST /devices/query` with `{"query": "SELECT ..."}`; pages with the
+/// `x-ms-max-item-count` (default 100, at most 1000) and `x-ms-continuation` headers.
+async fn query_twins(
+    _: Authorized,
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let v: Value = parse_required(&body)?;
+    let text = v
+        .get("query")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad_request(r#"the body must be {"query": "SELECT * FROM devices ..."}"#))?;
+    let header_number = |name: &str| -> Result<Option<usize>, ApiError> {
+        match headers.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|t| t.trim().parse::<usize>().ok())
+                .map(Some)
+                .ok_or_else(|| bad_request(format!("the {name} header must be a whole number"))),
+        }
+    };
+    let skip = header_number("x-ms-continuation")?.unwrap_or(0);
+    let max = header_number("x-ms-max-item-count")?
+        .unwrap_or(100)
+        .clamp(1, 1000);
+    let page = s.shared.read_hub(|h| h.query(text, skip, max))?;
+    let mut r = Json(Value::Array(page.items)).into_response();
+    let item_type = if page.twins { "twin" } else { "raw" };
+    r.headers_mut().insert(
+        "x-ms-item-type",
+        header::HeaderValue::from_static(item_type),
+    );
+    if let Some(next) = page.next {
+        if let Ok(v) = header::HeaderValue::from_str(&next.to_string()) {
+            r.headers_mut().insert("x-ms-continuation", v);
+        }
+    }
+    Ok(r)
 }
 
 async fn registry_statistics(_: Authorized, State(s): State<AppState>) -> ApiResult {

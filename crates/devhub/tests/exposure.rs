@@ -115,8 +115,13 @@ async fn foreign_pages_and_names_are_refused() {
     assert_eq!(status, 415);
     assert_eq!(v["ErrorCode"], "GenericUnsupportedMediaType");
 
-    // Events and faults need the iothubowner token; health does not.
-    for path in ["/devhub/events", "/devhub/events/stream"] {
+    // Events, statistics, queries and faults need the iothubowner token; health does not.
+    for path in [
+        "/devhub/events",
+        "/devhub/events/stream",
+        "/statistics/devices",
+        "/statistics/service",
+    ] {
         let r = http.get(hub.url(path)).send().await.unwrap();
         let (status, v) = body(r).await;
         assert_eq!(status, 401, "{path}");
@@ -129,6 +134,13 @@ async fn foreign_pages_and_names_are_refused() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    let r = http
+        .post(hub.url("/devices/query?api-version=2021-04-12"))
+        .json(&json!({"query": "SELECT * FROM devices"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a query without a token");
     assert_eq!(
         http.get(hub.url("/devhub/health"))
             .send()

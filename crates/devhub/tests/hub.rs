@@ -900,6 +900,51 @@ fn if_match_takes_any_etag_quoted_or_not_and_refuses_a_stale_one() {
 }
 
 #[test]
+fn module_twins_are_queried_apart_from_device_twins() {
+    let mut h = hub();
+    for (d, m) in [("q1", "m1"), ("q1", "m2"), ("q2", "m1")] {
+        if h.store().identity(d, None).unwrap().is_none() {
+            h.put_identity(d, None, &Default::default(), None, T0)
+                .unwrap();
+        }
+        h.put_identity(d, Some(m), &Default::default(), None, T0)
+            .unwrap();
+    }
+    let ids = |q: &str| -> Vec<String> {
+        h.query(q, 0, 100)
+            .unwrap()
+            .items
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}/{}",
+                    t["deviceId"].as_str().unwrap(),
+                    t["moduleId"].as_str().unwrap_or("-")
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        ids("SELECT * FROM devices.modules WHERE moduleId = 'm1'"),
+        ["q1/m1", "q2/m1"]
+    );
+    assert_eq!(
+        ids("SELECT * FROM devices.modules WHERE devices.deviceId = 'q1'"),
+        ["q1/m1", "q1/m2"]
+    );
+    let devices = ids("SELECT * FROM devices WHERE deviceId = 'q1' OR deviceId = 'q2'");
+    assert_eq!(devices, ["q1/-", "q2/-"]);
+    // Pages: one at a time, each saying where the next starts.
+    let first = h.query("SELECT * FROM devices.modules", 0, 1).unwrap();
+    assert_eq!((first.items.len(), first.next), (1, Some(1)));
+    let last = h.query("SELECT * FROM devices.modules", 2, 1).unwrap();
+    assert_eq!((last.items.len(), last.next), (1, None));
+    let e = h.query("SELECT * FROM jobs", 0, 1).unwrap_err();
+    assert_eq!(e.code, ErrorCode::ArgumentInvalid);
+    assert!(e.message.contains("FROM jobs"), "{}", e.message);
+}
+
+#[test]
 fn tags_are_limited_and_method_names_must_fit_a_topic() {
     let mut h = hub();
     // Tags: 8 KB by the twin size rule; over it the update is refused and nothing changes.

@@ -36,6 +36,7 @@ mod device;
 pub mod dps;
 mod error;
 mod faults;
+pub mod query;
 mod service;
 
 pub use error::{iso, tracking_id, ErrorCode, ServiceError};

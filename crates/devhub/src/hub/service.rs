@@ -24,6 +24,17 @@ fn status_of(r: &IdentityRecord) -> IdentityStatus {
     }
 }
 
+/// A page of query results.
+#[derive(Debug)]
+pub struct QueryPage {
+    /// The results.
+    pub items: Vec<Value>,
+    /// Where the next page starts, if there is one.
+    pub next: Option<usize>,
+    /// Whole twins (`SELECT *`), else projections or a count.
+    pub twins: bool,
+}
+
 /// An If-Match header against the current etag: absent, `*` (quoted or not, as the SDKs
 /// send it) or the same etag (quoted or not, weak or strong) passes; another is 412.
 fn check_if_match(if_match: Option<&str>, current: &str, what: &str) -> Result<(), ServiceError> {
@@ -211,6 +222,38 @@ impl Hub {
             .map(|c| c.identity.device.as_str())
             .collect();
         serde_json::json!({ "connectedDeviceCount": connected.len() })
+    }
+
+    /// `POST /devices/query`: what the query selects from the device twins (or the module
+    /// twins), in id order, a page at a time: `skip` results skipped, at most `max`; with
+    /// the next page's start when there is more, and whether the results are whole twins.
+    pub fn query(&self, text: &str, skip: usize, max: usize) -> Result<QueryPage, ServiceError> {
+        let q = super::query::parse(text)
+            .map_err(|e| ServiceError::new(ErrorCode::ArgumentInvalid, format!("query: {e}")))?;
+        let mut docs = Vec::new();
+        let mut add = |device: &str, module: Option<&str>| -> Result<(), ServiceError> {
+            let view = self.twin_view(device, module)?;
+            docs.push(serde_json::to_value(view).unwrap_or_default());
+            Ok(())
+        };
+        for d in self.store.devices()? {
+            if q.modules {
+                for m in self.store.modules(&d.device_id)? {
+                    add(&d.device_id, m.module_id.as_deref())?;
+                }
+            } else {
+                add(&d.device_id, None)?;
+            }
+        }
+        let all = super::query::run(&q, docs);
+        let total = all.len();
+        let items: Vec<Value> = all.into_iter().skip(skip).take(max.max(1)).collect();
+        let end = skip.saturating_add(items.len());
+        Ok(QueryPage {
+            items,
+            next: (end < total).then_some(end),
+            twins: q.select == super::query::Select::All,
+        })
     }
 
     /// Deletes an identity (`if_match`: the request's If-Match header, `*` or an etag).
