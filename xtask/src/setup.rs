@@ -391,7 +391,7 @@ fn node_env(
         .map_err(|e| format!("read {}: {e}", dir.join("package-lock.json").display()))?;
     let stamp = dir.join("node_modules/.twinscope-lock");
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(lock.as_str()) {
-        ok("Node SDK (azure-iot-device, azure-iot-device-mqtt) in crates/devhub/tests/interop/node");
+        ok("Node SDKs (azure-iot-device, azure-iot-device-mqtt, azure-iothub) in crates/devhub/tests/interop/node");
         return Ok(());
     }
     let npm = find("npm")
@@ -402,6 +402,6 @@ fn node_env(
             .current_dir(&dir),
     )?;
     std::fs::write(&stamp, lock).map_err(|e| format!("write {}: {e}", stamp.display()))?;
-    did.push("installed the Node SDK for the interop tests".into());
+    did.push("installed the Node SDKs for the interop tests".into());
     Ok(())
 }

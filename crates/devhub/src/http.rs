@@ -59,6 +59,8 @@ pub fn router(shared: Arc<Shared>, cfg: HttpConfig) -> Router {
     let mut r = Router::new()
         .route("/$iothub/websocket", get(websocket))
         .route("/devices", get(list_devices))
+        // The Node service SDK's Registry.list asks for `/devices/`.
+        .route("/devices/", get(list_devices))
         .route(
             "/devices/{id}",
             put(put_identity).get(get_identity).delete(delete_identity),

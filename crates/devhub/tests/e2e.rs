@@ -81,6 +81,19 @@ async fn device_and_service_meet_over_websocket_and_rest() {
     let twin = hub.get_json("/twins/d1").await;
     assert_eq!(twin["properties"]["reported"]["fw"], "1.2");
 
+    // The registry lists its devices at `/devices` and, as the Node service SDK asks,
+    // at `/devices/`.
+    for path in ["/devices", "/devices/"] {
+        let list = hub.get_json(path).await;
+        let ids: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|d| d["deviceId"].as_str())
+            .collect();
+        assert!(ids.contains(&"d1"), "{path}: {ids:?}");
+    }
+
     // Desired patch from the service reaches the device.
     let r = http
         .patch(hub.url("/twins/d1"))

@@ -1,5 +1,6 @@
 // The official Azure IoT Node device SDK against devhub, over WebSocket/TLS (443) and
-// MQTT/TLS (8883). Service calls use devhub's REST API, signed by azure-iot-common's own
+// MQTT/TLS (8883), and the Node service SDK (azure-iothub's Registry, over HTTPS on 443).
+// The device cases' service calls use devhub's REST API, signed by azure-iot-common's own
 // SharedAccessSignature. Prints "N passed, N failed" last; exits non-zero on a failure.
 'use strict';
 const { spawn } = require('child_process');
@@ -122,10 +123,51 @@ async function wrongKeyIsRefused(hub) {
   assert(/not authorized/i.test(error.message) && !/certificate/i.test(error.message), `refusal reason: ${error.message}`);
 }
 
+// The service SDK's registry: identities (listed at `/devices/`), If-Match, twins, the
+// query API a page at a time, and the registry statistics.
+async function serviceRegistry(hub) {
+  const { Registry } = require('azure-iothub');
+  const reg = Registry.fromConnectionString(hub.service);
+  const ids = ['node-q0', 'node-q1', 'node-q2'];
+  for (const [i, deviceId] of ids.entries()) {
+    const created = (await reg.create({ deviceId, status: 'enabled' })).responseBody;
+    assert(created.deviceId === deviceId && created.authentication.symmetricKey.primaryKey, 'device created with keys');
+    const twin = (await reg.getTwin(deviceId)).responseBody;
+    await reg.updateTwin(deviceId, { tags: { site: i === 1 ? 'b44' : 'b43', floor: i } }, twin.etag);
+  }
+  // No etag: the SDK sends If-Match "*".
+  const disabled = (await reg.update({ deviceId: 'node-q2', status: 'disabled' })).responseBody;
+  assert(disabled.status === 'disabled', 'update without an etag');
+  const listed = (await reg.list()).responseBody.map((d) => d.deviceId);
+  assert(ids.every((d) => listed.includes(d)), `Registry.list: ${listed}`);
+  const stats = (await reg.getRegistryStatistics()).responseBody;
+  assert(stats.disabledDeviceCount === 1 && stats.totalDeviceCount === listed.length, `statistics: ${JSON.stringify(stats)}`);
+
+  // One twin a page, following the continuation token.
+  const query = reg.createQuery("SELECT * FROM devices WHERE tags.site = 'b43'", 1);
+  const seen = [];
+  while (query.hasMoreResults) {
+    const page = await query.nextAsTwin();
+    assert(page.result.length <= 1, 'page size');
+    seen.push(...page.result.map((t) => t.deviceId));
+  }
+  assert(JSON.stringify(seen) === JSON.stringify(['node-q0', 'node-q2']), `query pages: ${seen}`);
+  const count = await reg.createQuery('SELECT COUNT() AS n FROM devices WHERE tags.floor >= 1').next();
+  assert(count.result[0].n === 2, `COUNT: ${JSON.stringify(count.result)}`);
+
+  let stale = null;
+  try {
+    await reg.updateTwin('node-q0', { tags: { x: 1 } }, 'AAAAAAAAAAE=');
+  } catch (e) { stale = e; }
+  assert(stale && stale.response && stale.response.statusCode === 412, `a stale etag is 412: ${stale}`);
+  for (const deviceId of ids) await reg.delete(deviceId);
+}
+
 const CASES = {
   'mqtt': ['node SDK over MQTT/TLS 8883', (hub) => deviceRoundTrip(hub, 'node-mqtt', Mqtt)],
   'ws': ['node SDK over WebSocket/TLS 443', (hub) => deviceRoundTrip(hub, 'node-ws', MqttWs)],
   'wrong-key': ['node SDK with a wrong key is refused', (hub) => wrongKeyIsRefused(hub)],
+  'service': ['node service SDK: registry, twins, query pages, statistics over HTTPS 443', (hub) => serviceRegistry(hub)],
 };
 
 // Each case runs in a process of its own: after one TLS client has run in a process, the
@@ -150,7 +192,8 @@ async function parent() {
   let failed = 0;
   for (const [name, [title]] of Object.entries(CASES)) {
     const r = require('child_process').spawnSync(process.execPath, [__filename, name], {
-      env: { ...process.env, DEVHUB_CHILD: shared }, encoding: 'utf8', timeout: 60000,
+      // The service SDK takes no CA option: Node's own trust store gets devhub's CA.
+      env: { ...process.env, DEVHUB_CHILD: shared, NODE_EXTRA_CA_CERTS: hub.caPath }, encoding: 'utf8', timeout: 60000,
     });
     if (r.status === 0) { passed += 1; console.log(`ok - ${title}`); } else { failed += 1; console.log(`not ok - ${title}\n${r.stdout}${r.stderr}`); }
   }
