@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use futures_util::Stream;
 use serde::de::DeserializeOwned;
@@ -71,6 +71,7 @@ pub fn router(shared: Arc<Shared>, cfg: HttpConfig) -> Router {
             put(put_identity).get(get_identity).delete(delete_identity),
         )
         .route("/devices/{id}/messages/deviceBound", post(send_c2d))
+        .route("/devices/{id}/commands", delete(purge_c2d))
         .route(
             "/twins/{id}",
             get(get_twin).patch(patch_twin).put(replace_twin),
@@ -316,15 +317,40 @@ async fn websocket(
 
 // ------------------------------------------------------------------ identities
 
-async fn list_devices(_: Authorized, State(s): State<AppState>) -> ApiResult {
+/// `GET /devices?top=N`: at most `top` devices (1000 when not given, as on IoT Hub).
+#[derive(Deserialize)]
+struct ListQuery {
+    top: Option<String>,
+}
+
+async fn list_devices(
+    _: Authorized,
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
+    let top = match q.top.as_deref().map(str::trim) {
+        None | Some("") => 1000,
+        Some(t) => t
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| bad_request("top must be a whole number from 1 to 1000"))?,
+    };
     let v = s.shared.read_hub(|h| -> Result<Value, ServiceError> {
         let list = h.store().devices()?;
         Ok(Value::Array(
             list.iter()
+                .take(top)
                 .map(|r| serde_json::to_value(h.identity_view(r)).unwrap_or_default())
                 .collect(),
         ))
     })?;
+    Ok(Json(v).into_response())
+}
+
+/// `DELETE /devices/{id}/commands`: empties the device's C2D queue.
+async fn purge_c2d(_: Authorized, State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let v = s.shared.with_hub(|h| (h.purge_c2d(&id), Vec::new()))?;
     Ok(Json(v).into_response())
 }
 

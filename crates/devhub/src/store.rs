@@ -543,6 +543,11 @@ impl Store {
         Ok(())
     }
 
+    /// Removes every message queued for a device; returns how many there were.
+    pub fn purge_c2d(&self, device: &str) -> Result<usize, StoreError> {
+        self.exec("DELETE FROM c2d WHERE device_id = ?1", [device])
+    }
+
     /// Completes (removes) a message.
     pub fn complete_c2d(&self, seq: i64) -> Result<(), StoreError> {
         self.exec("DELETE FROM c2d WHERE seq = ?1", [seq])?;

@@ -141,6 +141,12 @@ async fn foreign_pages_and_names_are_refused() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401, "a query without a token");
+    let r = http
+        .delete(hub.url("/devices/d1/commands"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a C2D purge without a token");
     assert_eq!(
         http.get(hub.url("/devhub/health"))
             .send()

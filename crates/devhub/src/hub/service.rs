@@ -473,6 +473,27 @@ impl Hub {
         self.calls.remove(&call);
     }
 
+    /// `DELETE /devices/{id}/commands`: drops every C2D message queued for the device,
+    /// those delivered and not yet acknowledged included (a late PUBACK for one is
+    /// ignored).
+    pub fn purge_c2d(&mut self, device: &str) -> Result<Value, ServiceError> {
+        let id = parse_identity(device, None)?;
+        self.store
+            .identity(device, None)?
+            .ok_or_else(|| not_found(&id))?;
+        let purged = self.store.purge_c2d(device)?;
+        for c in self.conns.values_mut() {
+            if c.identity.device == id.device && c.identity.module.is_none() {
+                c.c2d_inflight.clear();
+            }
+        }
+        Ok(json!({
+            "deviceId": device,
+            "moduleId": null,
+            "totalMessagesPurged": purged,
+        }))
+    }
+
     /// Queues a C2D message. `sys` and `app` become the property bag.
     pub fn send_c2d(
         &mut self,

@@ -290,3 +290,33 @@ def test_service_sdk_queries_twins_a_page_at_a_time(devhub):
     finally:
         for d in ids:
             rm.delete_device(d)
+
+
+def test_service_sdk_lists_a_page_of_devices_and_purges_a_c2d_queue(devhub):
+    rm = IoTHubRegistryManager.from_connection_string(devhub.service_cs)
+    assert len(rm.get_devices(1)) == 1
+    assert len(rm.get_devices()) >= 2
+
+    session = devhub.service_session()
+    for i in range(2):
+        r = session.post("https://localhost:443/devices/sdk-dev2/messages/deviceBound?api-version=2021-04-12",
+                         data=f"stale {i}".encode(), headers={"iothub-messageid": f"stale-{i}"})
+        assert r.status_code == 200, r.text
+    # The registry manager has no purge of its own: the SDK's REST client does it.
+    purged = rm.protocol.cloud_to_device_messages.purge_cloud_to_device_message_queue("sdk-dev2")
+    assert purged.total_messages_purged == 2
+    assert purged.device_id == "sdk-dev2"
+
+    r = session.post("https://localhost:443/devices/sdk-dev2/messages/deviceBound?api-version=2021-04-12",
+                     data=b"fresh", headers={"iothub-messageid": "fresh"})
+    assert r.status_code == 200, r.text
+    client = device_client(devhub, "sdk-dev2")
+    got = []
+    client.on_message_received = got.append
+    client.connect()
+    try:
+        assert wait_for(lambda: got)
+        time.sleep(0.5)
+        assert [m.message_id for m in got] == ["fresh"], "the purged messages must not arrive"
+    finally:
+        client.shutdown()
