@@ -58,7 +58,7 @@ pub fn router(shared: Arc<Shared>, cfg: HttpConfig) -> Router {
     let state = AppState { shared, cfg };
     let mut r = Router::new()
         .route("/$iothub/websocket", get(websocket))
-        .route("/devices", get(list_devices))
+        .route("/devices", get(list_devices).post(bulk_registry))
         // The Node service SDK's Registry.list asks for `/devices/`.
         .route("/devices/", get(list_devices))
         .route(
@@ -346,6 +346,24 @@ async fn list_devices(
         ))
     })?;
     Ok(Json(v).into_response())
+}
+
+/// `POST /devices`: bulk registry operations; 200 when all succeeded, else 400 with the
+/// same result listing the ones that failed.
+async fn bulk_registry(_: Authorized, State(s): State<AppState>, body: Bytes) -> ApiResult {
+    let ops: Vec<Value> = parse_required(&body)?;
+    let v = s
+        .shared
+        .with_hub(|h| match h.bulk_registry(&ops, now_ms()) {
+            Ok((v, actions)) => (Ok(v), actions),
+            Err(e) => (Err(e), Vec::new()),
+        })?;
+    let status = if v["isSuccessful"] == Value::Bool(true) {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok((status, Json(v)).into_response())
 }
 
 /// `DELETE /devices/{id}/commands`: empties the device's C2D queue.

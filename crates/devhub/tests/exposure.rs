@@ -147,6 +147,13 @@ async fn foreign_pages_and_names_are_refused() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401, "a C2D purge without a token");
+    let r = http
+        .post(hub.url("/devices"))
+        .json(&json!([{"id": "x", "importMode": "create"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "bulk registry operations without a token");
     assert_eq!(
         http.get(hub.url("/devhub/health"))
             .send()

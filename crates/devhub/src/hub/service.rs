@@ -473,6 +473,91 @@ impl Hub {
         self.calls.remove(&call);
     }
 
+    /// `POST /devices`: bulk registry operations, each an `ExportImportDevice` (`id`,
+    /// `moduleId`, `importMode`, `eTag`, `status`, `authentication`, `tags`,
+    /// `properties.desired`). Modes: `create` (fails if it exists), `update` (creates or
+    /// overwrites), `updateIfMatchETag`, `delete`, `deleteIfMatchETag`. Each operation
+    /// stands alone: the result lists the ones that failed, and is successful when none
+    /// did.
+    pub fn bulk_registry(
+        &mut self,
+        ops: &[Value],
+        now_ms: u64,
+    ) -> Result<(Value, Vec<Action>), ServiceError> {
+        if ops.len() > 100 {
+            return Err(ServiceError::new(
+                ErrorCode::ArgumentInvalid,
+                format!("{} operations: at most 100 in one request", ops.len()),
+            ));
+        }
+        let mut errors = Vec::new();
+        let mut actions = Vec::new();
+        for op in ops {
+            let device = op.get("id").and_then(Value::as_str).unwrap_or("");
+            let module = op.get("moduleId").and_then(Value::as_str);
+            let mode = op.get("importMode").and_then(Value::as_str).unwrap_or("");
+            let etag_given = op.get("eTag").and_then(Value::as_str);
+            let r = match mode.to_ascii_lowercase().as_str() {
+                "create" | "update" | "updateifmatchetag" => {
+                    let if_match = match mode.to_ascii_lowercase().as_str() {
+                        "create" => None,
+                        "update" => Some("*"),
+                        _ => Some(etag_given.unwrap_or("")),
+                    };
+                    let exists = self.store.identity(device, module)?.is_some();
+                    let if_match = if exists { if_match } else { None };
+                    serde_json::from_value::<IdentityRequest>(op.clone())
+                        .map_err(|e| {
+                            ServiceError::new(ErrorCode::ArgumentInvalid, format!("{e}"))
+                        })
+                        .and_then(|req| self.put_identity(device, module, &req, if_match, now_ms))
+                        .and_then(|(_, a)| {
+                            actions.extend(a);
+                            let update: TwinUpdate =
+                                serde_json::from_value(op.clone()).unwrap_or_default();
+                            if update.tags.is_some()
+                                || update.properties.as_ref().is_some_and(|p| p.desired.is_some())
+                            {
+                                let (_, a) =
+                                    self.update_twin(device, module, &update, false, None, now_ms)?;
+                                actions.extend(a);
+                            }
+                            Ok(())
+                        })
+                }
+                "delete" | "deleteifmatchetag" => {
+                    let if_match = if mode.eq_ignore_ascii_case("delete") {
+                        Some("*")
+                    } else {
+                        Some(etag_given.unwrap_or(""))
+                    };
+                    self.delete_identity(device, module, if_match, now_ms)
+                        .map(|a| actions.extend(a))
+                }
+                _ => Err(ServiceError::new(
+                    ErrorCode::ArgumentInvalid,
+                    format!(
+                        "importMode {} is not one of create, update, updateIfMatchETag, delete, deleteIfMatchETag",
+                        twinscope_proto::text::Quoted(mode)
+                    ),
+                )),
+            };
+            if let Err(e) = r {
+                errors.push(json!({
+                    "deviceId": device,
+                    "moduleId": module,
+                    "errorCode": e.code.name(),
+                    "errorStatus": e.message,
+                    "operation": mode,
+                }));
+            }
+        }
+        Ok((
+            json!({"isSuccessful": errors.is_empty(), "errors": errors, "warnings": []}),
+            actions,
+        ))
+    }
+
     /// `DELETE /devices/{id}/commands`: drops every C2D message queued for the device,
     /// those delivered and not yet acknowledged included (a late PUBACK for one is
     /// ignored).

@@ -320,3 +320,29 @@ def test_service_sdk_lists_a_page_of_devices_and_purges_a_c2d_queue(devhub):
         assert [m.message_id for m in got] == ["fresh"], "the purged messages must not arrive"
     finally:
         client.shutdown()
+
+
+def test_service_sdk_bulk_registry_operations(devhub):
+    from azure.iot.hub.models import AuthenticationMechanism, ExportImportDevice, SymmetricKey
+
+    rm = IoTHubRegistryManager.from_connection_string(devhub.service_cs)
+    key = "YnVsay1rZXktYnVsay1rZXktYnVsay1rZXktMTIzNA=="
+
+    def op(device, mode, **kw):
+        return ExportImportDevice(id=device, import_mode=mode, status="enabled", authentication=AuthenticationMechanism(
+            type="sas", symmetric_key=SymmetricKey(primary_key=key, secondary_key=key)), **kw)
+
+    r = rm.bulk_create_or_update_devices([op("sdk-bulk0", "create", tags={"fleet": "a"}), op("sdk-bulk1", "create")])
+    assert r.is_successful, [e.as_dict() for e in r.errors]
+    assert rm.get_device("sdk-bulk0").authentication.symmetric_key.primary_key == key
+    assert rm.get_twin("sdk-bulk0").tags == {"fleet": "a"}
+
+    # One that fails (it exists) does not stop the other; the result names it.
+    r = rm.bulk_create_or_update_devices([op("sdk-bulk0", "create"), op("sdk-bulk2", "update")])
+    assert not r.is_successful
+    assert [(e.device_id, e.error_code) for e in r.errors] == [("sdk-bulk0", "DeviceAlreadyExists")]
+    rm.get_device("sdk-bulk2")
+
+    r = rm.bulk_create_or_update_devices([op(d, "delete") for d in ["sdk-bulk0", "sdk-bulk1", "sdk-bulk2"]])
+    assert r.is_successful
+    assert not {"sdk-bulk0", "sdk-bulk1", "sdk-bulk2"} & {d.device_id for d in rm.get_devices()}
