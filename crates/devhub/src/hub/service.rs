@@ -496,44 +496,21 @@ impl Hub {
             let device = op.get("id").and_then(Value::as_str).unwrap_or("");
             let module = op.get("moduleId").and_then(Value::as_str);
             let mode = op.get("importMode").and_then(Value::as_str).unwrap_or("");
-            let etag_given = op.get("eTag").and_then(Value::as_str);
+            // What the mode needs of an existing identity's etag: nothing (create: it
+            // must not exist), any, or the one given.
+            let etag = op.get("eTag").and_then(Value::as_str).unwrap_or("");
             let r = match mode.to_ascii_lowercase().as_str() {
-                "create" | "update" | "updateifmatchetag" => {
-                    let if_match = match mode.to_ascii_lowercase().as_str() {
-                        "create" => None,
-                        "update" => Some("*"),
-                        _ => Some(etag_given.unwrap_or("")),
-                    };
-                    let exists = self.store.identity(device, module)?.is_some();
-                    let if_match = if exists { if_match } else { None };
-                    serde_json::from_value::<IdentityRequest>(op.clone())
-                        .map_err(|e| {
-                            ServiceError::new(ErrorCode::ArgumentInvalid, format!("{e}"))
-                        })
-                        .and_then(|req| self.put_identity(device, module, &req, if_match, now_ms))
-                        .and_then(|(_, a)| {
-                            actions.extend(a);
-                            let update: TwinUpdate =
-                                serde_json::from_value(op.clone()).unwrap_or_default();
-                            if update.tags.is_some()
-                                || update.properties.as_ref().is_some_and(|p| p.desired.is_some())
-                            {
-                                let (_, a) =
-                                    self.update_twin(device, module, &update, false, None, now_ms)?;
-                                actions.extend(a);
-                            }
-                            Ok(())
-                        })
+                "create" => self.bulk_put(op, device, module, None, &mut actions, now_ms),
+                "update" => self.bulk_put(op, device, module, Some("*"), &mut actions, now_ms),
+                "updateifmatchetag" => {
+                    self.bulk_put(op, device, module, Some(etag), &mut actions, now_ms)
                 }
-                "delete" | "deleteifmatchetag" => {
-                    let if_match = if mode.eq_ignore_ascii_case("delete") {
-                        Some("*")
-                    } else {
-                        Some(etag_given.unwrap_or(""))
-                    };
-                    self.delete_identity(device, module, if_match, now_ms)
-                        .map(|a| actions.extend(a))
-                }
+                "delete" => self
+                    .delete_identity(device, module, Some("*"), now_ms)
+                    .map(|a| actions.extend(a)),
+                "deleteifmatchetag" => self
+                    .delete_identity(device, module, Some(etag), now_ms)
+                    .map(|a| actions.extend(a)),
                 _ => Err(ServiceError::new(
                     ErrorCode::ArgumentInvalid,
                     format!(
@@ -556,6 +533,36 @@ impl Hub {
             json!({"isSuccessful": errors.is_empty(), "errors": errors, "warnings": []}),
             actions,
         ))
+    }
+
+    /// One create or update of a bulk request: the identity (`if_match` applies only if
+    /// it exists), then its tags and desired properties, if the operation has any.
+    fn bulk_put(
+        &mut self,
+        op: &Value,
+        device: &str,
+        module: Option<&str>,
+        if_match: Option<&str>,
+        actions: &mut Vec<Action>,
+        now_ms: u64,
+    ) -> Result<(), ServiceError> {
+        let req: IdentityRequest = serde_json::from_value(op.clone())
+            .map_err(|e| ServiceError::new(ErrorCode::ArgumentInvalid, e.to_string()))?;
+        let exists = self.store.identity(device, module)?.is_some();
+        let (_, a) =
+            self.put_identity(device, module, &req, if_match.filter(|_| exists), now_ms)?;
+        actions.extend(a);
+        let update: TwinUpdate = serde_json::from_value(op.clone()).unwrap_or_default();
+        if update.tags.is_some()
+            || update
+                .properties
+                .as_ref()
+                .is_some_and(|p| p.desired.is_some())
+        {
+            let (_, a) = self.update_twin(device, module, &update, false, None, now_ms)?;
+            actions.extend(a);
+        }
+        Ok(())
     }
 
     /// `DELETE /devices/{id}/commands`: drops every C2D message queued for the device,
